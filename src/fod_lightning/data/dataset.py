@@ -1,0 +1,41 @@
+"""Dataset over a sample table."""
+
+import numpy as np
+import torch
+from albumentations import Compose
+from torch.utils.data import Dataset
+
+from fod_lightning.data.samples import DatasetLayoutError, Sample
+from fod_lightning.data.transforms import read_image, read_mask
+
+
+class AnomalyDataset(Dataset):
+    """Reads image and mask of each sample and transforms them together."""
+
+    def __init__(self, samples: list[Sample], transform: Compose) -> None:
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        image = read_image(sample.image_path)
+        if sample.mask_path is None:
+            mask = np.zeros(image.shape[:2], dtype=np.uint8)
+        else:
+            mask = read_mask(sample.mask_path)
+            if mask.shape != image.shape[:2]:
+                raise DatasetLayoutError(
+                    f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image_path} is "
+                    f"{image.shape[1]}x{image.shape[0]}: masks must have their image's size"
+                )
+        out = self.transform(image=image, mask=mask)
+        return {
+            "image": out["image"],
+            "label": sample.label,
+            "mask": torch.as_tensor(out["mask"], dtype=torch.uint8),
+            "path": str(sample.image_path),
+            "defect_type": sample.defect_type,
+        }

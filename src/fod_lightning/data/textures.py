@@ -1,0 +1,125 @@
+"""The embedded benchmark: real texture photos from scikit-image with synthetic defects.
+
+Written once, deterministically from a seed, in the MVTec AD on-disk layout, then read by the
+same loader as MVTec AD.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from fod_lightning.data.defects import DEFECT_FAMILIES, contamination
+from fod_lightning.data.mvtec import MVTecADDataModule
+
+TEXTURE_CATEGORIES = ("brick", "grass", "gravel")
+FORMAT_VERSION = 1
+
+
+def _photo(name: str) -> np.ndarray:
+    """The scikit-image photo as RGB float in [0, 1]."""
+    img = getattr(skimage.data, name)().astype(np.float64) / 255.0
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+
+
+def _crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    y = rng.integers(0, photo.shape[0] - size + 1)
+    x = rng.integers(0, photo.shape[1] - size + 1)
+    crop = photo[y : y + size, x : x + size]
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.round(array * 255), 0, 255).astype(np.uint8)).save(path)
+
+
+def _write_category(root: Path, name: str, spec: dict, rng: np.random.Generator) -> None:
+    photo = _photo(name)
+    others = [_photo(o) for o in TEXTURE_CATEGORIES if o != name]
+    size = spec["crop_size"]
+    for i in range(spec["n_train"]):
+        _save(root / name / "train" / "good" / f"{i:03d}.png", _crop(photo, size, rng))
+    for i in range(spec["n_test_good"]):
+        _save(root / name / "test" / "good" / f"{i:03d}.png", _crop(photo, size, rng))
+    for family, make in DEFECT_FAMILIES.items():
+        for i in range(spec["n_test_per_defect"]):
+            image = _crop(photo, size, rng)
+            if make is contamination:
+                defective, mask = make(image, rng, _crop(others[i % len(others)], size, rng))
+            else:
+                defective, mask = make(image, rng)
+            _save(root / name / "test" / family / f"{i:03d}.png", defective)
+            _save(root / name / "ground_truth" / family / f"{i:03d}_mask.png", mask.astype(np.float64))
+
+
+def ensure_textures(
+    root: Path, seed: int = 0, n_train: int = 40, n_test_good: int = 12, n_test_per_defect: int = 8, crop_size: int = 256
+) -> Path:
+    """Build the benchmark under ``root`` unless an identical build is already there.
+
+    The build goes to a temporary folder that is renamed into place, so concurrent processes (DDP
+    ranks, parallel sweep jobs) never see half-written data.
+    """
+    spec = {
+        "version": FORMAT_VERSION, "seed": seed, "categories": list(TEXTURE_CATEGORIES), "n_train": n_train,
+        "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect, "crop_size": crop_size,
+    }  # fmt: skip
+    manifest = root / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for index, name in enumerate(TEXTURE_CATEGORIES):
+            _write_category(tmp, name, spec, np.random.default_rng([seed, index]))
+        (tmp / "manifest.json").write_text(json.dumps(spec, indent=1))
+        if root.exists():
+            if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+                return root  # another process finished first
+            stale = root.with_name(f".{root.name}-stale-{os.getpid()}")
+            root.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not (manifest.is_file() and json.loads(manifest.read_text()) == spec):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+class TexturesDataModule(MVTecADDataModule):
+    """Embedded benchmark (brick, grass, gravel; scratch, stain, contamination defects).
+
+    Args:
+        seed: generation seed; another seed gives another benchmark.
+        n_train, n_test_good, n_test_per_defect, crop_size: size of the generated benchmark.
+        Other arguments as :class:`AnomalyDataModule`.
+    """
+
+    benchmark = "embedded textures"
+    categories = TEXTURE_CATEGORIES
+
+    def __init__(
+        self, root: str, category: str, seed: int = 0, n_train: int = 40, n_test_good: int = 12,
+        n_test_per_defect: int = 8, crop_size: int = 256, **kwargs,
+    ) -> None:  # fmt: skip
+        super().__init__(root, category, **kwargs)
+        self.spec = dict(
+            seed=seed, n_train=n_train, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect,
+            crop_size=crop_size,
+        )  # fmt: skip
+
+    def prepare_data(self) -> None:
+        ensure_textures(self.root, **self.spec)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()
+        super().setup(stage)

@@ -1,0 +1,57 @@
+"""Joint image + mask transforms (albumentations) and image reading."""
+
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.pytorch import ToTensorV2
+from PIL import Image, UnidentifiedImageError
+
+from fod_lightning.data.samples import DatasetLayoutError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("square", "shorter_side_crop")
+
+
+def build_transform(image_size: int, resize: str = "square") -> A.Compose:
+    """Resize image and mask together, normalise the image (ImageNet), convert to tensors.
+
+    Args:
+        image_size: output side S (divisible by 16).
+        resize: ``square`` resizes to (S, S) ignoring aspect (MVTec AD, as the authors);
+            ``shorter_side_crop`` scales the shorter side to S then centre-crops S x S (BTAD, MVTec 3D-AD).
+    """
+    if image_size % 16:
+        raise ValueError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
+    # INTER_AREA is antialiased like the authors' PIL LANCZOS; masks always use nearest.
+    if resize == "square":
+        geometry = [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)]
+    elif resize == "shorter_side_crop":
+        geometry = [
+            A.SmallestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA),
+            A.CenterCrop(image_size, image_size),
+        ]
+    else:
+        raise ValueError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
+    return A.Compose([*geometry, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3); grey images are replicated to three channels."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"cannot read image {path} ({err}): replace or remove the file") from err
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Binary mask uint8 (H, W) in {0, 1}: any non-zero pixel is anomalous."""
+    try:
+        with Image.open(path) as img:
+            m = np.asarray(img.convert("L"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"cannot read mask {path} ({err}): replace or remove the file") from err
+    return (m > 0).astype(np.uint8)

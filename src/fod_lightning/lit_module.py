@@ -1,0 +1,121 @@
+"""LightningModule around the pure torch FOD model."""
+
+from collections.abc import Callable
+
+import torch
+from lightning import LightningModule
+from torchmetrics.classification import BinaryAUROC
+
+from fod_lightning.data.batch import Batch
+from fod_lightning.models.backbone import FeatureExtractor
+from fod_lightning.models.fod import FOD
+from fod_lightning.models.losses import phase_objectives, stage_losses
+from fod_lightning.models.reference import mean_feature_maps
+
+EVAL_STAGES = ("val", "test")
+
+
+class FODLitModule(LightningModule):
+    """Trains FOD for one category and evaluates image and pixel AUROC.
+
+    The authors back-propagate, per stage, the target-phase loss and then the correlation-phase loss
+    and step once. The stages share no parameters and gradients add up, so one backward of the sum
+    over stages and phases with one optimizer step gives the same gradients (tested).
+
+    Args:
+        backbone: frozen feature extractor (built by Hydra from ``model/backbone``).
+        optimizer: partial optimizer factory, finished with the trainable parameters.
+        lambda1, lambda2: discrepancy and entropy weights (0.5, 0.5).
+        Remaining arguments: see :class:`fod_lightning.models.FOD`.
+    """
+
+    def __init__(
+        self,
+        backbone: FeatureExtractor,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        d_models: tuple[int, ...] = (256, 512),
+        n_heads: int = 8,
+        depth: int = 3,
+        ffn_ratio: int = 4,
+        dropout: float = 0.0,
+        with_intra: bool = True,
+        with_inter: bool = True,
+        attention_out_proj: bool = False,
+        score: str = "auto",
+        blur_sigma: float = 4.0,
+        lambda1: float = 0.5,
+        lambda2: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer"])
+        self.optimizer_factory = optimizer
+        self.net = FOD(
+            backbone, tuple(d_models), n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
+            attention_out_proj, score, blur_sigma,
+        )  # fmt: skip
+        self.image_auroc = torch.nn.ModuleDict({s: BinaryAUROC() for s in EVAL_STAGES})
+        self.pixel_auroc = torch.nn.ModuleDict({s: BinaryAUROC() for s in EVAL_STAGES})
+        self.best: dict[str, tuple[float, int]] = {}
+
+    # ----------------------------------------------------------------------------------- training
+    def on_fit_start(self) -> None:
+        if not self.net.reference.is_set:
+            self.compute_reference()
+
+    @torch.no_grad()
+    def compute_reference(self) -> None:
+        """Reference features from every normal training image (unsharded: each process sees all)."""
+        datamodule = self.trainer.datamodule
+        images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
+        self.net.reference.set(mean_feature_maps(images, self.net.pooled_features))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        total = batch.image.new_zeros(())
+        for i, out in enumerate(self.net(batch.image)):
+            losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
+            loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
+            total = total + loss1 + loss2
+            parts = {f"train/stage{i}/{k}": v for k, v in losses.items()}
+            parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
+            self.log_dict(parts, batch_size=len(batch))
+        self.log("train/loss", total, prog_bar=True, batch_size=len(batch))
+        return total
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+
+    # --------------------------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: Batch, stage: str) -> None:
+        pred = self.net.predict(batch.image)
+        self.image_auroc[stage].update(pred.image_score, batch.label)
+        self.pixel_auroc[stage].update(pred.anomaly_map.flatten(), batch.mask.flatten().long())
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        values = {"image_auroc": self.image_auroc[stage].compute(), "pixel_auroc": self.pixel_auroc[stage].compute()}
+        for metric in (self.image_auroc[stage], self.pixel_auroc[stage]):
+            metric.reset()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=True, sync_dist=True)
+            if stage == "val" and not self.trainer.sanity_checking:
+                key = f"{stage}/{name}"
+                if key not in self.best or value.item() > self.best[key][0]:
+                    self.best[key] = (value.item(), self.current_epoch)
+                self.log(f"{stage}/{name}_best", self.best[key][0], sync_dist=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fod_best"] = dict(self.best)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.best = dict(checkpoint.get("fod_best", {}))

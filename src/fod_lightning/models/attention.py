@@ -1,0 +1,104 @@
+"""I2Correlation attention: softmax correlations plus a learned per-query Gaussian target."""
+
+import math
+
+import torch
+from torch import nn
+
+
+def squared_grid_distances(grid: tuple[int, int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared row and column distances between all token pairs of a row-major (h, w) grid.
+
+    Returns:
+        (dy2, dx2), each (L, L) float32 with L = h * w; token i sits at (i // w, i % w).
+    """
+    h, w = grid
+    rows = torch.arange(h, device=device).repeat_interleave(w).float()  # (L,)
+    cols = torch.arange(w, device=device).repeat(h).float()  # (L,)
+    dy2 = (rows[:, None] - rows[None, :]) ** 2
+    dx2 = (cols[:, None] - cols[None, :]) ** 2
+    return dy2, dx2
+
+
+def sigma_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The authors' sigma parametrisation: s = sigmoid(5 x) + 1e-5, sigma = 3^s - 1, in (~1e-5, ~2]."""
+    s = torch.sigmoid(5 * logits) + 1e-5
+    return torch.pow(3, s) - 1
+
+
+def gaussian_target(sigma: torch.Tensor, dy2: torch.Tensor, dx2: torch.Tensor) -> torch.Tensor:
+    """Row-normalised Gaussian prior centred on each query token.
+
+    Args:
+        sigma: (B, H, L, 2) per-query (sigma_y, sigma_x).
+        dy2, dx2: (L, S) squared row / column grid distances.
+
+    Returns:
+        (B, H, L, S), rows sum to 1. Equals the authors' ``1/(2 pi sy sx) exp(...)`` divided by its row
+        sum (the prefactor cancels); computed as a softmax of the exponent for numerical safety.
+    """
+    sigma_y = sigma[..., 0:1]  # (B, H, L, 1)
+    sigma_x = sigma[..., 1:2]
+    exponent = -dy2 / (2 * sigma_y**2) - dx2 / (2 * sigma_x**2)  # (B, H, L, S)
+    return torch.softmax(exponent, dim=-1)
+
+
+class CorrelationAttention(nn.Module):
+    """The authors' ``Attention2D`` with its state-dict names.
+
+    Args:
+        d_model: width D; split into ``n_heads`` heads of D / H.
+        n_heads: H.
+        out_proj: apply ``out_projection`` to the attention output. The authors compute it and discard
+            the result, so ``False`` (no projection) is the faithful default.
+        dropout: dropout on the correlation map (0 in the paper).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, out_proj: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(d_model // n_heads)
+        self.apply_out_proj = out_proj
+        self.query_projection = nn.Linear(d_model, d_model)
+        self.key_projection = nn.Linear(d_model, d_model)
+        self.value_projection = nn.Linear(d_model, d_model)
+        self.sigma_projection = nn.Linear(d_model, 2 * n_heads)
+        self.out_projection = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        distances: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Attend from ``query`` (B, L, D) to ``key_value`` (B or 1, S, D).
+
+        Args:
+            distances: (dy2, dx2), each (L, S); ``None`` skips the sigma head and the target.
+
+        Returns:
+            out (B, L, D); correlation (B, H, L, S) softmax over keys; target (B, H, L, S) row-normalised
+            Gaussian prior (``None`` when ``distances`` is ``None``).
+        """
+        b, length, d = query.shape
+        s = key_value.shape[1]
+        h = self.n_heads
+        q = self.query_projection(query).view(b, length, h, d // h).transpose(1, 2)  # (B, H, L, E)
+        k = self.key_projection(key_value).view(-1, s, h, d // h).transpose(1, 2)  # (B|1, H, S, E)
+        v = self.value_projection(key_value).view(-1, s, h, d // h).transpose(1, 2)
+        correlation = torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1)  # (B, H, L, S)
+        out = (self.dropout(correlation) @ v).transpose(1, 2).reshape(b, length, d)
+        if self.apply_out_proj:
+            out = self.out_projection(out)
+        if distances is None:
+            return out, None, None
+        return out, correlation, gaussian_target(self.sigma(query), *distances)
+
+    def sigma(self, query: torch.Tensor) -> torch.Tensor:
+        """Per-query sigmas (B, H, L, 2) for diagnostics."""
+        b, length, _ = query.shape
+        logits = self.sigma_projection(query).view(b, length, self.n_heads, 2).transpose(1, 2)
+        return sigma_from_logits(logits)

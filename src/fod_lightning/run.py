@@ -1,0 +1,87 @@
+"""Hydra entry: fit and test FOD on one category or all categories of a benchmark.
+
+    python -m fod_lightning.run                      # embedded benchmark, all categories
+    python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottle
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from fod_lightning.results import build_results, format_table, write_results
+
+log = logging.getLogger("fod_lightning")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def categories_of(cfg: DictConfig) -> list[str]:
+    """``data.category`` expanded: ``all`` means every category of the benchmark, in order."""
+    datamodule_cls = hydra.utils.get_class(cfg.data._target_)
+    requested = str(cfg.data.category)
+    if requested == "all":
+        return list(datamodule_cls.categories)
+    datamodule_cls.check_category(requested)
+    return [requested]
+
+
+def fit_and_test_category(cfg: DictConfig) -> dict:
+    """Train a fresh model on ``cfg.data.category`` and return its test metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    start = time.perf_counter()
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - start
+    metrics = {}
+    if cfg.get("test", True):
+        (tested,) = trainer.test(model, datamodule=datamodule, verbose=False)
+        metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
+    best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in model.best.items()}
+    finish_loggers(loggers)
+    return {**metrics, "best": best, "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so that each category and each multirun job gets its own run."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fit and test every requested category; write ``results.json`` into ``paths.output_dir``."""
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
+    per_category = {}
+    output_dir = Path(cfg.paths.output_dir)
+    for category in categories_of(cfg):
+        log.info("category %s", category)
+        category_cfg = cfg.copy()
+        with open_dict(category_cfg):
+            category_cfg.data.category = category
+        per_category[category] = fit_and_test_category(category_cfg)
+        benchmark = hydra.utils.get_class(cfg.data._target_).benchmark
+        results = build_results(benchmark, cfg.model.backbone.name, "paper", per_category)
+        write_results(results, output_dir / "results.json")
+    print(f"\n{results['benchmark']} with {results['backbone']} (test split, final model)\n{format_table(results)}")
+    print(f"results: {output_dir / 'results.json'}")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
