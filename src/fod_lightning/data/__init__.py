@@ -1,0 +1,1 @@
+"""Datamodules: one per benchmark, sharing sample tables, joint transforms and the Batch container."""
