@@ -47,10 +47,11 @@ class FODLitModule(LightningModule):
         lambda2: float = 0.5,
     ) -> None:
         super().__init__()
+        d_models = tuple(int(d) for d in d_models)  # plain types keep checkpoints weights_only-loadable
         self.save_hyperparameters(ignore=["backbone", "optimizer"])
         self.optimizer_factory = optimizer
         self.net = FOD(
-            backbone, tuple(d_models), n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
+            backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
             attention_out_proj, score, blur_sigma,
         )  # fmt: skip
         self.image_auroc = torch.nn.ModuleDict({s: BinaryAUROC() for s in EVAL_STAGES})

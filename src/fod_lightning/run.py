@@ -5,6 +5,7 @@
 """
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fod_lightning.data.samples import DatasetLayoutError
+from fod_lightning.models.backbone import BackboneWeightsError
 from fod_lightning.results import build_results, format_table, write_results
 
 log = logging.getLogger("fod_lightning")
@@ -38,7 +41,7 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(resolved_config(cfg))
     start = time.perf_counter()
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -50,6 +53,12 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in model.best.items()}
     finish_loggers(loggers)
     return {**metrics, "best": best, "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config with interpolations resolved (Hydra's own node left out)."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg if k != "hydra"}  # fmt: skip
 
 
 def finish_loggers(loggers: list) -> None:
@@ -80,7 +89,12 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    try:
+        run(cfg)
+    except (DatasetLayoutError, BackboneWeightsError) as err:
+        # Bad input is the user's to fix: one line naming the file and the fix, no traceback.
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

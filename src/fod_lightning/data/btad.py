@@ -1,0 +1,43 @@
+"""BTAD (beanTech Anomaly Detection, Mishra et al. 2021) in its published on-disk layout."""
+
+from fod_lightning.data.datamodule import AnomalyDataModule
+from fod_lightning.data.samples import Sample, list_images, require_dir, require_mask
+
+BTAD_CATEGORIES = ("01", "02", "03")
+IMAGE_EXTENSIONS = (".bmp", ".png")
+
+
+class BTADDataModule(AnomalyDataModule):
+    """BTAD: ``<root>/<cat>/{train/ok, test/ok, test/ko, ground_truth/ko/<stem>.png}``.
+
+    ``ok`` is normal, every other type anomalous. Images are ``.bmp`` or ``.png``; masks are
+    ``<stem>.png`` except class ``03`` whose masks are ``<stem>.bmp`` (as published and as the
+    authors' loader reads them). Images are resized shorter side to S then centre-cropped, since
+    class ``03`` is not square. Files are read as they are; nothing is converted on disk.
+    """
+
+    benchmark = "BTAD"
+    categories = BTAD_CATEGORIES
+    resize = "shorter_side_crop"
+    layout_help = (
+        "BTAD layout: <root>/<cat>/train/ok/*.bmp|png, <root>/<cat>/test/{ok,ko}/*.bmp|png, "
+        "<root>/<cat>/ground_truth/ko/<stem>.png (<stem>.bmp for 03), categories 01 02 03 "
+        "(download: avires.dimi.uniud.it/papers/btad/btad.zip)"
+    )
+
+    def parse(self, split: str) -> list[Sample]:
+        root = self.category_root
+        split_dir = require_dir(root / split, f"{split} folder", f"expected layout: {self.layout_help}")
+        mask_ext = ".bmp" if self.category == "03" else ".png"
+        samples = []
+        for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            defect = type_dir.name
+            if split == "train" and defect != "ok":
+                continue
+            for image in list_images(type_dir, IMAGE_EXTENSIONS):
+                if defect == "ok":
+                    samples.append(Sample(image, 0, None, defect))
+                else:
+                    mask = root / "ground_truth" / defect / f"{image.stem}{mask_ext}"
+                    samples.append(Sample(image, 1, require_mask(image, mask), defect))
+        return samples

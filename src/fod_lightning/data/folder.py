@@ -1,0 +1,113 @@
+"""Custom data in plain folders: normal images, one folder per defect type, optional masks."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fod_lightning.data.datamodule import AnomalyDataModule
+from fod_lightning.data.samples import DatasetLayoutError, Sample, list_images, require_dir
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class FolderDataModule(AnomalyDataModule):
+    """A custom dataset of image folders, all paths relative to ``root`` (absolute paths also work).
+
+    Train: the images of ``normal_dir``. Test: the images of ``normal_test_dir`` (label 0, type ``good``)
+    or, when it is not given, a seeded, deterministic ``normal_test_split`` fraction of ``normal_dir``
+    held out from training; plus the images of each of ``abnormal_dirs`` (label 1, type = folder name).
+
+    Mask rule: the mask of ``<abnormal dir>/<stem>.<ext>`` is ``<root>/<mask_dir>/<type>/<stem><mask_suffix>.<e>``
+    where ``<type>`` is the abnormal folder's name and ``<e>`` is any of ``IMAGE_EXTENSIONS`` (the first
+    found in that order); it must have its image's size, non-zero pixels are anomalous.
+    Without ``mask_dir`` the data is classification only: anomalous samples get ``mask_path=None``
+    and ``has_masks`` is False, so the caller must skip pixel metrics (the all-zero masks are meaningless).
+
+    Args:
+        root: folder the other paths are relative to.
+        category: a free name for the results (any name is valid).
+        normal_dir: normal training images.
+        abnormal_dirs: one folder or a list of folders of anomalous test images.
+        normal_test_dir: normal test images; ``None`` holds out part of ``normal_dir``.
+        normal_test_split: fraction of ``normal_dir`` held out for test when ``normal_test_dir`` is None.
+        seed: seed of that hold-out.
+        mask_dir: folder of per-type mask folders; ``None`` for classification-only data.
+        mask_suffix: appended to the image stem to name its mask (e.g. ``_mask``).
+        Other arguments as :class:`AnomalyDataModule`.
+    """
+
+    benchmark = "folder"
+    categories = ("folder",)
+    resize = "square"
+    layout_help = (
+        "folder layout: <root>/<normal_dir>/*, <root>/<abnormal_dir>/* per defect type, optional "
+        "<root>/<normal_test_dir>/* and masks <root>/<mask_dir>/<abnormal dir name>/<stem><mask_suffix>.<png|bmp|...>"
+    )
+
+    def __init__(
+        self, root: str, normal_dir: str, abnormal_dirs: str | Sequence[str], category: str = "folder",
+        normal_test_dir: str | None = None, normal_test_split: float = 0.2, seed: int = 0,
+        mask_dir: str | None = None, mask_suffix: str = "", **kwargs,
+    ) -> None:  # fmt: skip
+        if not 0.0 <= normal_test_split < 1.0:
+            raise ValueError(f"normal_test_split={normal_test_split} must be in [0, 1)")
+        super().__init__(root, category, **kwargs)
+        self.categories = (self.category,)  # the one category this instance serves
+        self.normal_dir = normal_dir
+        self.abnormal_dirs = [abnormal_dirs] if isinstance(abnormal_dirs, str) else list(abnormal_dirs)
+        self.normal_test_dir = normal_test_dir
+        self.normal_test_split = normal_test_split
+        self.seed = seed
+        self.mask_dir = mask_dir
+        self.mask_suffix = mask_suffix
+        self.has_masks = mask_dir is not None
+
+    @classmethod
+    def check_category(cls, category: str) -> None:
+        if not str(category).strip():
+            raise DatasetLayoutError("folder data needs a non-empty data.category name: set data.category=NAME")
+
+    @property
+    def category_root(self) -> Path:
+        if not self.root.is_dir():
+            raise DatasetLayoutError(
+                f"folder root {self.root} does not exist: set data.root to the folder that holds your image "
+                f"folders. {self.layout_help}"
+            )
+        return self.root
+
+    def _images(self, folder: str, what: str) -> list[Path]:
+        path = require_dir(self.category_root / folder, what, f"check data.{what} ({self.layout_help})")
+        return list_images(path, IMAGE_EXTENSIONS)
+
+    def _normal_split(self) -> tuple[list[Path], list[Path]]:
+        """(train, test) normal images; the hold-out depends only on the file names and the seed."""
+        normals = self._images(self.normal_dir, "normal_dir")
+        if self.normal_test_dir is not None:
+            return normals, self._images(self.normal_test_dir, "normal_test_dir")
+        order = np.random.default_rng(self.seed).permutation(len(normals))
+        held = set(order[: round(self.normal_test_split * len(normals))].tolist())
+        return [p for i, p in enumerate(normals) if i not in held], [p for i, p in enumerate(normals) if i in held]
+
+    def _mask(self, image: Path, defect: str) -> Path:
+        folder = self.category_root / self.mask_dir / defect
+        for ext in IMAGE_EXTENSIONS:
+            mask = folder / f"{image.stem}{self.mask_suffix}{ext}"
+            if mask.is_file():
+                return mask
+        raise DatasetLayoutError(
+            f"anomalous image {image} has no mask at {folder / (image.stem + self.mask_suffix)}.<png|bmp|...>: "
+            "add the mask, remove the image, or set data.mask_dir=null for classification only"
+        )
+
+    def parse(self, split: str) -> list[Sample]:
+        train, test = self._normal_split()
+        if split == "train":
+            return [Sample(p, 0, None, "good") for p in train]
+        samples = [Sample(p, 0, None, "good") for p in test]
+        for folder in self.abnormal_dirs:
+            defect = Path(folder).name
+            for image in self._images(folder, "abnormal_dirs"):
+                samples.append(Sample(image, 1, self._mask(image, defect) if self.has_masks else None, defect))
+        return sorted(samples, key=lambda s: (s.defect_type, s.image_path))

@@ -1,0 +1,56 @@
+"""Shared fixtures: Hydra config composition for tests."""
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from fod_lightning.run import CONFIG_DIR
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# A tiny but complete FOD: real lite0 backbone, small transformers, a tiny embedded benchmark.
+TINY = [
+    "data.n_train=4",
+    "data.n_test_good=2",
+    "data.n_test_per_defect=1",
+    "data.crop_size=64",
+    "data.image_size=32",
+    "data.eval_batch_size=4",
+    "model.d_models=[16,32]",
+    "model.depth=1",
+    "model.n_heads=2",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "trainer.accelerator=cpu",
+]
+
+
+def compose_config(tmp_path: Path, overrides: list[str]):
+    """The run config as Hydra would build it, with every output under ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("run", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.output_dir = str(tmp_path / "out")
+        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    def make(*overrides: str, tiny: bool = True):
+        return compose_config(tmp_path, (TINY if tiny else []) + list(overrides))
+
+    yield make
+    GlobalHydra.instance().clear()

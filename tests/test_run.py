@@ -1,0 +1,81 @@
+"""End to end: the run entry on a tiny generated benchmark."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fod_lightning.run import run
+
+RESULT_KEYS = {"image_auroc", "pixel_auroc", "best", "epochs", "fit_seconds"}
+
+
+def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tmp_path):
+    cfg = make_config("data.category=all", "data.batch_size=2")
+    results = run(cfg)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["benchmark"] == "embedded textures" and saved["backbone"] == "tf_efficientnet_lite0"
+    assert list(saved["categories"]) == ["brick", "grass", "gravel"]
+    for name, metrics in saved["categories"].items():
+        assert RESULT_KEYS <= metrics.keys()
+        assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+        assert metrics["best"]["image_auroc"]["epoch"] == 0
+        assert (tmp_path / "out" / name / "checkpoints" / "last.ckpt").is_file()
+        with open(tmp_path / "out" / name / "metrics.csv") as f:
+            columns = next(csv.reader(f))
+        for stage in (0, 1):
+            for part in ("rec", "intra_corr", "intra_tgt", "intra_ent", "inter_corr", "inter_tgt", "inter_ent"):
+                assert f"train/stage{stage}/{part}" in columns
+        assert {"val/image_auroc", "val/pixel_auroc", "val/image_auroc_best", "test/image_auroc"} <= set(columns)
+    mean = sum(m["image_auroc"] for m in saved["categories"].values()) / 3
+    assert saved["mean"]["image_auroc"] == pytest.approx(mean)
+
+
+def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):
+    import torch
+
+    from fod_lightning.lit_module import FODLitModule
+
+    run(make_config("data.category=brick"))
+    ckpt = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["state_dict"]["net.reference.stage0"].shape == (40, 4, 4)
+    assert ckpt["state_dict"]["net.reference.stage1"].shape == (112, 2, 2)
+    import hydra
+
+    model: FODLitModule = hydra.utils.instantiate(make_config().model)
+    model.load_state_dict(ckpt["state_dict"])
+    assert model.net.reference.is_set
+
+
+def cli(*args, cwd):
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "fod_lightning.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_cli_from_another_directory_with_a_bad_dataset_root_gives_one_line(tmp_path):
+    proc = cli("data=mvtec", f"data.root={tmp_path}/nowhere", "data.category=bottle", f"hydra.run.dir={tmp_path}/o",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"{tmp_path}/nowhere does not exist" in line and "data.root" in line
+
+
+def test_cli_rejects_an_unknown_category_listing_the_valid_ones(tmp_path):
+    proc = cli("data.category=marble", f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown embedded textures category 'marble': use one of brick, grass, gravel" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_debug_run_from_another_directory(tmp_path):
+    proc = cli("debug=fast", "data.category=grass", "data.n_train=4", "data.n_test_good=2", "data.n_test_per_defect=1",
+               f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["categories"]["grass"]["epochs"] == 1
+    assert (tmp_path / "data" / "fod_textures" / "manifest.json").is_file()
