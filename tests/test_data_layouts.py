@@ -1,0 +1,365 @@
+"""Real-benchmark datamodules on tiny datasets written in each published on-disk layout.
+
+Every anomalous image holds one white rectangle on black and its mask marks the same rectangle, so
+after resize / crop the batch mask must equal the expected rectangle and the image must be bright there.
+"""
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fod_lightning.data.batch import Batch
+from fod_lightning.data.btad import BTADDataModule
+from fod_lightning.data.folder import FolderDataModule
+from fod_lightning.data.mvtec import MVTecADDataModule
+from fod_lightning.data.mvtec3d import MVTec3DDataModule
+from fod_lightning.data.samples import DatasetLayoutError
+from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fod_lightning.data.visa import VisADataModule
+
+S = 32
+SQUARE = (64, 64)  # (W, H); square resize to 32 halves it exactly
+SQUARE_RECT = (16, 8, 32, 24)  # (x0, y0, x1, y1) in the file
+SQUARE_EXPECTED = (8, 4, 16, 12)  # in the 32 x 32 batch
+WIDE = (96, 64)  # shorter side 64 -> 32 gives 48 x 32, centre crop starts at x = 8
+WIDE_RECT = (24, 8, 40, 24)  # scaled (12, 4, 20, 12), cropped (4, 4, 12, 12)
+WIDE_EXPECTED = (4, 4, 12, 12)
+
+
+def rect_array(size: tuple[int, int], rect: tuple[int, int, int, int] | None, value: int = 255) -> np.ndarray:
+    w, h = size
+    a = np.zeros((h, w), dtype=np.uint8)
+    if rect is not None:
+        x0, y0, x1, y1 = rect
+        a[y0:y1, x0:x1] = value
+    return a
+
+
+def write_image(path: Path, size=SQUARE, rect=None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grey = rect_array(size, rect)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(path, quality=95)
+
+
+def write_mask(path: Path, size=SQUARE, rect=None, value: int = 255) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rect_array(size, rect, value)).save(path)
+
+
+def write_mvtec(root: Path, cat: str = "bottle") -> Path:
+    for i in range(3):
+        write_image(root / cat / "train" / "good" / f"{i:03d}.png")
+    for i in range(2):
+        write_image(root / cat / "test" / "good" / f"{i:03d}.png")
+        write_image(root / cat / "test" / "crack" / f"{i:03d}.png", rect=SQUARE_RECT)
+        write_mask(root / cat / "ground_truth" / "crack" / f"{i:03d}_mask.png", rect=SQUARE_RECT)
+    return root
+
+
+BTAD_FORMATS = {  # category: (image extension, mask extension, size, rect, expected)
+    "01": (".bmp", ".png", SQUARE, SQUARE_RECT, SQUARE_EXPECTED),
+    "02": (".png", ".png", SQUARE, SQUARE_RECT, SQUARE_EXPECTED),
+    "03": (".bmp", ".bmp", WIDE, WIDE_RECT, WIDE_EXPECTED),
+}
+
+
+def write_btad(root: Path, cat: str) -> Path:
+    ext, mask_ext, size, rect, _ = BTAD_FORMATS[cat]
+    for i in range(3):
+        write_image(root / cat / "train" / "ok" / f"{i:04d}{ext}", size)
+    for i in range(2):
+        write_image(root / cat / "test" / "ok" / f"{i:04d}{ext}", size)
+        write_image(root / cat / "test" / "ko" / f"{i:04d}{ext}", size, rect)
+        write_mask(root / cat / "ground_truth" / "ko" / f"{i:04d}{mask_ext}", size, rect)
+    return root
+
+
+def write_mvtec3d(root: Path, cat: str = "bagel") -> Path:
+    base = root / cat
+    for split, kind, n in (("train", "good", 3), ("validation", "good", 2), ("test", "good", 2), ("test", "hole", 2)):
+        for i in range(n):
+            anomalous = kind != "good"
+            write_image(base / split / kind / "rgb" / f"{i:03d}.png", WIDE, WIDE_RECT if anomalous else None)
+            (base / split / kind / "xyz").mkdir(parents=True, exist_ok=True)
+            (base / split / kind / "xyz" / f"{i:03d}.tiff").write_bytes(b"II*\x00not a real point cloud")
+            if split == "test":  # MVTec 3D-AD ships all-zero gt for good test images too
+                write_mask(base / split / kind / "gt" / f"{i:03d}.png", WIDE, WIDE_RECT if anomalous else None)
+    return root
+
+
+def write_visa(root: Path) -> Path:
+    rows = []
+    for cat in ("candle", "pcb1"):
+        for i in range(3):
+            rows.append([cat, "train", "normal", f"{cat}/Data/Images/Normal/{i:04d}.JPG", ""])
+        for i in range(3, 5):
+            rows.append([cat, "test", "normal", f"{cat}/Data/Images/Normal/{i:04d}.JPG", ""])
+        for i in range(2):
+            image, mask = f"{cat}/Data/Images/Anomaly/{i:03d}.JPG", f"{cat}/Data/Masks/Anomaly/{i:03d}.png"
+            rows.append([cat, "test", "anomaly", image, mask])
+    for _, _, label, image, mask in rows:
+        write_image(root / image, rect=SQUARE_RECT if label == "anomaly" else None)
+        if mask:
+            write_mask(root / mask, rect=SQUARE_RECT, value=2)  # VisA masks hold class ids, not 255
+    (root / "split_csv").mkdir(parents=True)
+    with (root / "split_csv" / "1cls.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["object", "split", "label", "image", "mask"], *rows])
+    return root
+
+
+def write_folder(root: Path, n_normal: int = 10, masks: bool = True) -> Path:
+    for i in range(n_normal):
+        write_image(root / "good" / f"n{i:02d}.jpg")
+    for kind, ext in (("scratch", ".png"), ("dent", ".bmp")):
+        for i in range(2):
+            write_image(root / "defects" / kind / f"d{i}.png", rect=SQUARE_RECT)
+            if masks:
+                write_mask(root / "masks" / kind / f"d{i}_mask{ext}", rect=SQUARE_RECT)
+    return root
+
+
+def check_test_batch(dm, expected_rect: tuple[int, int, int, int], n_test: int) -> Batch:
+    """Checks every test sample: shapes, dtypes, labels, masks and image exactly on the expected rectangle."""
+    dm.eval_batch_size = n_test
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    assert batch.image.shape == (n_test, 3, S, S) and batch.image.dtype == torch.float32
+    assert batch.mask.shape == (n_test, S, S) and batch.mask.dtype == torch.uint8
+    assert batch.label.dtype == torch.int64
+    assert set(batch.mask.unique().tolist()) <= {0, 1}
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    bright = (batch.image * std + mean).mean(1) > 0.5
+    expected = torch.as_tensor(rect_array((S, S), expected_rect, 1))
+    for i, label in enumerate(batch.label.tolist()):
+        if label == 0:
+            assert batch.mask[i].sum() == 0 and not bright[i].any()
+        else:
+            assert torch.equal(batch.mask[i], expected), f"mask misaligned: {batch.path[i]}"
+            assert torch.equal(bright[i].to(torch.uint8), expected), f"image misaligned: {batch.path[i]}"
+    return batch
+
+
+def assert_sorted(samples) -> None:
+    assert samples == sorted(samples, key=lambda s: (s.defect_type, s.image_path))
+
+
+def test_mvtec_ad_layout(tmp_path: Path) -> None:
+    dm = MVTecADDataModule(write_mvtec(tmp_path), "bottle", image_size=S)
+    assert len(dm.split("train")) == 3 and all(s.label == 0 for s in dm.split("train").samples)
+    batch = check_test_batch(dm, SQUARE_EXPECTED, 4)
+    assert batch.label.tolist() == [1, 1, 0, 0]
+    assert batch.defect_type == ["crack", "crack", "good", "good"]
+
+
+@pytest.mark.parametrize("cat", ["01", "02", "03"])
+def test_btad_layout(tmp_path: Path, cat: str) -> None:
+    ext, mask_ext, _, _, expected = BTAD_FORMATS[cat]
+    dm = BTADDataModule(write_btad(tmp_path, cat), cat, image_size=S)
+    train = dm.split("train").samples
+    assert len(train) == 3 and {s.defect_type for s in train} == {"ok"} and train[0].image_path.suffix == ext
+    test = dm.split("test").samples
+    assert_sorted(test)
+    assert [(s.defect_type, s.label) for s in test] == [("ko", 1)] * 2 + [("ok", 0)] * 2
+    assert all(s.mask_path.suffix == mask_ext for s in test if s.label)
+    check_test_batch(dm, expected, 4)  # for 03 this checks the centre-crop offset on a 96 x 64 image
+
+
+def test_btad_crop_offset_matters(tmp_path: Path) -> None:
+    """The expected rectangle of class 03 differs from what a plain resize would give."""
+    dm = BTADDataModule(write_btad(tmp_path, "03"), "03", image_size=S)
+    item = dm.split("test")[0]
+    assert item["mask"][8, 5] == 1 and item["mask"][8, 13] == 0  # uncropped it would sit at x 12..19
+
+
+@pytest.mark.parametrize("use_validation", [False, True])
+def test_mvtec3d_layout(tmp_path: Path, use_validation: bool) -> None:
+    dm = MVTec3DDataModule(write_mvtec3d(tmp_path), "bagel", use_validation=use_validation, image_size=S)
+    train = dm.split("train").samples
+    assert len(train) == (5 if use_validation else 3)
+    assert {s.image_path.parent.name for s in train} == {"rgb"} and all(s.label == 0 for s in train)
+    assert any("validation" in s.image_path.parts for s in train) == use_validation
+    test = dm.split("test").samples
+    assert [(s.defect_type, s.label) for s in test] == [("good", 0)] * 2 + [("hole", 1)] * 2
+    assert all(s.image_path.suffix == ".png" for s in test)  # xyz/*.tiff ignored
+    assert test[2].mask_path == tmp_path / "bagel" / "test" / "hole" / "gt" / "000.png"
+    check_test_batch(dm, WIDE_EXPECTED, 4)
+
+
+def test_visa_layout(tmp_path: Path) -> None:
+    dm = VisADataModule(write_visa(tmp_path), "pcb1", image_size=S)
+    train = dm.split("train").samples
+    assert len(train) == 3 and all(s.label == 0 and "pcb1" in s.image_path.parts for s in train)
+    test = dm.split("test").samples
+    assert_sorted(test)
+    assert [(s.defect_type, s.label) for s in test] == [("anomaly", 1)] * 2 + [("good", 0)] * 2
+    assert test[0].mask_path == tmp_path / "pcb1" / "Data" / "Masks" / "Anomaly" / "000.png"
+    check_test_batch(dm, SQUARE_EXPECTED, 4)
+
+
+def test_folder_layout_with_masks(tmp_path: Path) -> None:
+    root = write_folder(tmp_path)
+    kwargs = dict(normal_dir="good", abnormal_dirs=["defects/scratch", "defects/dent"], mask_dir="masks")
+    dm = FolderDataModule(root, category="my parts", mask_suffix="_mask", image_size=S, **kwargs)
+    assert dm.has_masks and dm.categories == ("my parts",)
+    train, test = dm.split("train").samples, dm.split("test").samples
+    normals_test = [s for s in test if s.label == 0]
+    assert len(train) == 8 and len(normals_test) == 2  # 20 % of 10 held out
+    assert not {s.image_path for s in train} & {s.image_path for s in normals_test}
+    assert [s.defect_type for s in test] == ["dent", "dent", "good", "good", "scratch", "scratch"]
+    assert {s.mask_path.suffix for s in test if s.label} == {".png", ".bmp"}
+    again = FolderDataModule(root, mask_suffix="_mask", **kwargs)
+    assert again.parse("test") == dm.parse("test")  # the hold-out is deterministic
+    check_test_batch(dm, SQUARE_EXPECTED, 6)
+
+
+def test_folder_normal_test_dir_and_classification_only(tmp_path: Path) -> None:
+    root = write_folder(tmp_path, masks=False)
+    shutil.copytree(root / "good", root / "good_test")
+    dm = FolderDataModule(root, "good", "defects/scratch", normal_test_dir="good_test", image_size=S)
+    assert not dm.has_masks and dm.category == "folder"
+    assert len(dm.split("train")) == 10
+    test = dm.split("test").samples
+    assert [(s.defect_type, s.label) for s in test] == [("good", 0)] * 10 + [("scratch", 1)] * 2
+    assert all(s.mask_path is None for s in test)
+    dm.eval_batch_size = 12
+    batch = next(iter(dm.test_dataloader()))
+    assert batch.label.sum() == 2 and batch.mask.sum() == 0
+
+
+# Clear errors: each is a DatasetLayoutError whose message names the path and the fix.
+
+DATAMODULES = {
+    "mvtec": lambda root, **kw: MVTecADDataModule(root, kw.pop("category", "bottle"), image_size=S, **kw),
+    "btad": lambda root, **kw: BTADDataModule(root, kw.pop("category", "03"), image_size=S, **kw),
+    "mvtec3d": lambda root, **kw: MVTec3DDataModule(root, kw.pop("category", "bagel"), image_size=S, **kw),
+    "visa": lambda root, **kw: VisADataModule(root, kw.pop("category", "pcb1"), image_size=S, **kw),
+    "folder": lambda root, **kw: FolderDataModule(
+        root, "good", ["defects/scratch"], mask_dir="masks", mask_suffix="_mask", image_size=S, **kw
+    ),
+}
+WRITERS = {
+    "mvtec": write_mvtec,
+    "btad": lambda root: write_btad(root, "03"),
+    "mvtec3d": write_mvtec3d,
+    "visa": write_visa,
+    "folder": write_folder,
+}
+FIRST_MASK = {
+    "mvtec": "bottle/ground_truth/crack/000_mask.png",
+    "btad": "03/ground_truth/ko/0000.bmp",
+    "mvtec3d": "bagel/test/hole/gt/000.png",
+    "visa": "pcb1/Data/Masks/Anomaly/000.png",
+    "folder": "masks/scratch/d0_mask.png",
+}
+TRAIN_DIR = {
+    "mvtec": "bottle/train/good",
+    "btad": "03/train/ok",
+    "mvtec3d": "bagel/train/good/rgb",
+    "visa": None,  # from the split file
+    "folder": "good",
+}
+
+
+@pytest.mark.parametrize("name", list(DATAMODULES))
+def test_missing_root(tmp_path: Path, name: str) -> None:
+    dm = DATAMODULES[name](tmp_path / "nowhere")
+    with pytest.raises(DatasetLayoutError, match=r"root .*nowhere does not exist: set data.root .* layout"):
+        dm.setup()
+
+
+@pytest.mark.parametrize(
+    "cls, valid",
+    [
+        (MVTecADDataModule, "bottle, cable"),
+        (BTADDataModule, "01, 02, 03 or all"),
+        (MVTec3DDataModule, "bagel, cable_gland"),
+        (VisADataModule, "candle, capsules"),
+    ],
+)
+def test_unknown_category(tmp_path: Path, cls, valid: str) -> None:
+    with pytest.raises(DatasetLayoutError, match=f"unknown .* category 'nope': use one of {valid}"):
+        cls(tmp_path, "nope")
+
+
+def test_folder_category_is_free_but_not_empty(tmp_path: Path) -> None:
+    with pytest.raises(DatasetLayoutError, match="non-empty data.category"):
+        FolderDataModule(tmp_path, "good", "bad", category=" ")
+
+
+@pytest.mark.parametrize("name", list(DATAMODULES))
+def test_anomalous_image_without_mask(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path)
+    (tmp_path / FIRST_MASK[name]).unlink()
+    with pytest.raises(DatasetLayoutError, match=r"anomalous image .* has no mask at .*: add the mask"):
+        DATAMODULES[name](tmp_path).setup()
+
+
+def test_visa_empty_mask_column(tmp_path: Path) -> None:
+    split_file = write_visa(tmp_path) / "split_csv" / "1cls.csv"
+    split_file.write_text(split_file.read_text().replace("pcb1/Data/Masks/Anomaly/000.png", ""))
+    with pytest.raises(DatasetLayoutError, match=r"000.JPG has no mask at an empty mask column"):
+        DATAMODULES["visa"](tmp_path).setup()
+
+
+@pytest.mark.parametrize("name", list(DATAMODULES))
+def test_mask_size_mismatch(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path)
+    write_mask(tmp_path / FIRST_MASK[name], size=(20, 10))
+    dm = DATAMODULES[name](tmp_path)
+    index = next(i for i, s in enumerate(dm.split("test").samples) if s.mask_path == tmp_path / FIRST_MASK[name])
+    with pytest.raises(DatasetLayoutError, match=r"mask .* is 20x10 but image .* masks must have their image's size"):
+        dm.split("test")[index]
+
+
+@pytest.mark.parametrize("name", list(DATAMODULES))
+def test_empty_train_split(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path)
+    if name == "visa":
+        split_file = tmp_path / "split_csv" / "1cls.csv"
+        split_file.write_text("\n".join(r for r in split_file.read_text().splitlines() if "pcb1,train" not in r))
+    else:
+        for f in (tmp_path / TRAIN_DIR[name]).iterdir():
+            f.unlink()
+    with pytest.raises(DatasetLayoutError, match=r"the train split of .* is empty: it needs images"):
+        DATAMODULES[name](tmp_path).setup()
+
+
+@pytest.mark.parametrize("name", list(DATAMODULES))
+def test_unreadable_image(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path)
+    dm = DATAMODULES[name](tmp_path)
+    broken = dm.split("test").samples[0].image_path
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DatasetLayoutError, match=r"cannot read image .*: replace or remove the file"):
+        dm.split("test")[0]
+
+
+def test_visa_missing_split_file(tmp_path: Path) -> None:
+    (write_visa(tmp_path) / "split_csv" / "1cls.csv").unlink()
+    with pytest.raises(DatasetLayoutError, match=r"split file .*1cls.csv does not exist: use the official download"):
+        DATAMODULES["visa"](tmp_path).setup()
+
+
+def test_visa_listed_image_missing(tmp_path: Path) -> None:
+    (write_visa(tmp_path) / "pcb1" / "Data" / "Images" / "Normal" / "0000.JPG").unlink()
+    with pytest.raises(DatasetLayoutError, match=r"0000.JPG listed in split_csv/1cls.csv does not exist"):
+        DATAMODULES["visa"](tmp_path).setup()
+
+
+def test_missing_split_folder(tmp_path: Path) -> None:
+    write_btad(tmp_path, "01")
+    shutil.rmtree(tmp_path / "01" / "test")
+    with pytest.raises(DatasetLayoutError, match=r"test folder .*01/test does not exist: expected layout: BTAD"):
+        BTADDataModule(tmp_path, "01", image_size=S).setup()
+
+
+def test_folder_missing_normal_dir(tmp_path: Path) -> None:
+    write_folder(tmp_path)
+    with pytest.raises(DatasetLayoutError, match=r"normal_dir .*nothere does not exist: check data.normal_dir"):
+        FolderDataModule(tmp_path, "nothere", "defects/scratch").setup()
