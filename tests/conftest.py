@@ -14,14 +14,18 @@ from fod_lightning.run import CONFIG_DIR
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# A tiny but complete FOD: real lite0 backbone, small transformers, a tiny embedded benchmark.
-TINY = [
+# A tiny embedded benchmark.
+TINY_TEXTURES = [
     "data.n_train=4",
     "data.n_test_good=2",
     "data.n_test_per_defect=1",
     "data.crop_size=64",
+]
+# A tiny but complete FOD: real lite0 backbone, small transformers, one epoch, 32 px.
+TINY = [
     "data.image_size=32",
     "data.eval_batch_size=4",
+    "data.num_workers=0",
     "model.d_models=[16,32]",
     "model.depth=1",
     "model.n_heads=2",
@@ -49,8 +53,9 @@ def compose_config(tmp_path: Path, overrides: list[str]):
 
 @pytest.fixture
 def make_config(tmp_path):
-    def make(*overrides: str, tiny: bool = True):
-        return compose_config(tmp_path, (TINY if tiny else []) + list(overrides))
+    def make(*overrides: str, tiny: bool = True, textures: bool = True):
+        base = (TINY_TEXTURES if textures and tiny else []) + (TINY if tiny else [])
+        return compose_config(tmp_path, base + list(overrides))
 
     yield make
     GlobalHydra.instance().clear()

@@ -23,7 +23,9 @@ def test_lite0_package_weights_classify_the_cat_photo_as_a_cat(lite0):
     classifier.eval()
     image = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float()[None] / 255
     image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
-    image = (image - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    image = (image - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[
+        :, None, None
+    ]
     with torch.no_grad():
         top = classifier(image).softmax(-1).topk(3).indices[0].tolist()
     assert all(281 <= c <= 285 for c in top), top  # ImageNet domestic cat classes

@@ -47,7 +47,13 @@ def test_backbone_configs_instantiate(make_config, backbone):
 def test_group_options_instantiate(make_config, group):
     for option in options(group):
         gpu = group == "trainer" and option in ("gpu", "ddp")
-        cfg = make_config(f"{group}={option}", tiny=not gpu)
+        paper = option.startswith("paper_")
+        cfg = make_config(f"{group}={option}", tiny=not (gpu or paper))
+        if paper:  # the authors' settings on a real benchmark
+            assert cfg.model.backbone.name == "wide_resnet50_2" and cfg.data.image_size == 256
+            assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.seed) == (100, 1, 3407)
+            assert cfg.data._target_.startswith(f"fod_lightning.data.{option.removeprefix('paper_')}.")
+            continue
         node = cfg.get(group) if group not in ("experiment", "debug") else cfg.trainer
         if group in ("logger", "callbacks"):
             objects = [hydra.utils.instantiate(c) for c in (node or {}).values()]

@@ -97,9 +97,13 @@ def summed_step(stages, optimizer, batches, l1=0.5, l2=0.5):
     total = 0
     for stage, (tokens, reference) in zip(stages, batches):
         out = stage(tokens, GRID, reference)
-        total = total + sum(phase_objectives(stage_losses(out.reconstruction, out.tokens, out.intra, out.inter), l1, l2))
+        total = total + sum(
+            phase_objectives(stage_losses(out.reconstruction, out.tokens, out.intra, out.inter), l1, l2)
+        )
     total.backward()
-    grads = {f"{i}.{n}": p.grad.clone() for i, s in enumerate(stages) for n, p in s.named_parameters() if p.grad is not None}
+    grads = {
+        f"{i}.{n}": p.grad.clone() for i, s in enumerate(stages) for n, p in s.named_parameters() if p.grad is not None
+    }
     optimizer.step()
     return grads
 

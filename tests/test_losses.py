@@ -24,7 +24,10 @@ def kl_reference(p, q):
         for i in range(n):
             total = 0.0
             for hi in range(h):
-                total += sum(p[bi, hi, i, j] * (math.log(p[bi, hi, i, j] + EPS) - math.log(q[bi, hi, i, j] + EPS)) for j in range(s))
+                total += sum(
+                    p[bi, hi, i, j] * (math.log(p[bi, hi, i, j] + EPS) - math.log(q[bi, hi, i, j] + EPS))
+                    for j in range(s)
+                )
             out[bi, i] = total / h
     return out
 
@@ -34,7 +37,9 @@ def entropy_reference(p):
     out = np.zeros((b, n))
     for bi in range(b):
         for i in range(n):
-            out[bi, i] = sum(-p[bi, hi, i, j] * math.log(p[bi, hi, i, j] + EPS) for hi in range(h) for j in range(s)) / h
+            out[bi, i] = (
+                sum(-p[bi, hi, i, j] * math.log(p[bi, hi, i, j] + EPS) for hi in range(h) for j in range(s)) / h
+            )
     return out
 
 

@@ -4,9 +4,9 @@ from collections.abc import Callable
 
 import torch
 from lightning import LightningModule
-from torchmetrics.classification import BinaryAUROC
 
 from fod_lightning.data.batch import Batch
+from fod_lightning.metrics import AnomalyMetrics
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod import FOD
 from fod_lightning.models.losses import phase_objectives, stage_losses
@@ -16,7 +16,7 @@ EVAL_STAGES = ("val", "test")
 
 
 class FODLitModule(LightningModule):
-    """Trains FOD for one category and evaluates image and pixel AUROC.
+    """Trains FOD for one category; evaluates image/pixel AUROC, pixel AUPRO and F1-max.
 
     The authors back-propagate, per stage, the target-phase loss and then the correlation-phase loss
     and step once. The stages share no parameters and gradients add up, so one backward of the sum
@@ -26,6 +26,8 @@ class FODLitModule(LightningModule):
         backbone: frozen feature extractor (built by Hydra from ``model/backbone``).
         optimizer: partial optimizer factory, finished with the trainable parameters.
         lambda1, lambda2: discrepancy and entropy weights (0.5, 0.5).
+        pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``
+            (constant memory; see :class:`fod_lightning.metrics.AnomalyMetrics`).
         Remaining arguments: see :class:`fod_lightning.models.FOD`.
     """
 
@@ -45,18 +47,31 @@ class FODLitModule(LightningModule):
         blur_sigma: float = 4.0,
         lambda1: float = 0.5,
         lambda2: float = 0.5,
+        pixel_thresholds: int | None = None,
+        pixel_score_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
-        d_models = tuple(int(d) for d in d_models)  # plain types keep checkpoints weights_only-loadable
+        # plain types keep checkpoints weights_only-loadable
+        d_models = tuple(int(d) for d in d_models)
+        pixel_score_range = tuple(float(v) for v in pixel_score_range)
         self.save_hyperparameters(ignore=["backbone", "optimizer"])
         self.optimizer_factory = optimizer
         self.net = FOD(
             backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
             attention_out_proj, score, blur_sigma,
         )  # fmt: skip
-        self.image_auroc = torch.nn.ModuleDict({s: BinaryAUROC() for s in EVAL_STAGES})
-        self.pixel_auroc = torch.nn.ModuleDict({s: BinaryAUROC() for s in EVAL_STAGES})
+        self.metrics = torch.nn.ModuleDict()
         self.best: dict[str, tuple[float, int]] = {}
+
+    def setup(self, stage: str) -> None:
+        # Pixel metrics only where the data has masks (classification-only folders have none).
+        datamodule = getattr(self.trainer, "datamodule", None)
+        has_masks = getattr(datamodule, "has_masks", True)
+        for split in EVAL_STAGES:
+            if split not in self.metrics or self.metrics[split].pixel_metrics != has_masks:
+                self.metrics[split] = AnomalyMetrics(
+                    has_masks, self.hparams.pixel_thresholds, self.hparams.pixel_score_range
+                ).to(self.device)
 
     # ----------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
@@ -88,29 +103,29 @@ class FODLitModule(LightningModule):
     # --------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Batch, stage: str) -> None:
         pred = self.net.predict(batch.image)
-        self.image_auroc[stage].update(pred.image_score, batch.label)
-        self.pixel_auroc[stage].update(pred.anomaly_map.flatten(), batch.mask.flatten().long())
+        self.metrics[stage].update(pred.image_score, batch.label, pred.anomaly_map, batch.mask)
+        return pred
 
     def _eval_epoch_end(self, stage: str) -> None:
-        values = {"image_auroc": self.image_auroc[stage].compute(), "pixel_auroc": self.pixel_auroc[stage].compute()}
-        for metric in (self.image_auroc[stage], self.pixel_auroc[stage]):
-            metric.reset()
+        # The metric states are synchronised across processes inside compute().
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=True, sync_dist=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
             if stage == "val" and not self.trainer.sanity_checking:
                 key = f"{stage}/{name}"
-                if key not in self.best or value.item() > self.best[key][0]:
-                    self.best[key] = (value.item(), self.current_epoch)
-                self.log(f"{stage}/{name}_best", self.best[key][0], sync_dist=True)
+                if key not in self.best or value > self.best[key][0]:
+                    self.best[key] = (float(value), self.current_epoch)
+                self.log(f"{stage}/{name}_best", self.best[key][0])
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: Batch, batch_idx: int):
+        return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int):
+        return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-METRICS = ("image_auroc", "pixel_auroc")
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
 
 
 def mean_metrics(categories: dict[str, dict]) -> dict[str, float]:

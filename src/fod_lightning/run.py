@@ -1,7 +1,7 @@
 """Hydra entry: fit and test FOD on one category or all categories of a benchmark.
 
-    python -m fod_lightning.run                      # embedded benchmark, all categories
-    python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottle
+python -m fod_lightning.run                      # embedded benchmark, all categories
+python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottle
 """
 
 import logging
@@ -80,7 +80,8 @@ def run(cfg: DictConfig) -> dict:
             category_cfg.data.category = category
         per_category[category] = fit_and_test_category(category_cfg)
         benchmark = hydra.utils.get_class(cfg.data._target_).benchmark
-        results = build_results(benchmark, cfg.model.backbone.name, "paper", per_category)
+        protocol = cfg.data.get("val_protocol", "paper")
+        results = build_results(benchmark, cfg.model.backbone.name, protocol, per_category)
         write_results(results, output_dir / "results.json")
     print(f"\n{results['benchmark']} with {results['backbone']} (test split, final model)\n{format_table(results)}")
     print(f"results: {output_dir / 'results.json'}")

@@ -3,19 +3,22 @@
 from pathlib import Path
 
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import build_transform
+from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 
 
 class AnomalyDataModule(LightningDataModule):
     """One category of a benchmark. Subclasses define ``benchmark``, ``categories``, ``resize`` and
     :meth:`parse` (the sample table of a split); the rest is shared.
 
-    Validation follows the authors' protocol: the test split is evaluated each validation epoch.
+    Validation protocol (``val_protocol``): ``paper`` evaluates the test split every validation epoch,
+    as the authors did; ``from_train`` holds out ``val_fraction`` of the normal training images and
+    validates on them plus synthetic-defect copies, so the test split is only touched at the end.
 
     Args:
         root: benchmark root folder (holds one folder per category).
@@ -24,12 +27,16 @@ class AnomalyDataModule(LightningDataModule):
         batch_size: training batch size (authors: 1).
         eval_batch_size: batch size for reference, validation and test passes.
         num_workers: loader worker processes.
+        val_protocol: ``paper`` or ``from_train``.
+        val_fraction: fraction of normal training images held out under ``from_train``.
+        val_seed: seed of the held-out split and its synthetic defects.
     """
 
     benchmark: str = ""
     categories: tuple[str, ...] = ()
     resize: str = "square"
     layout_help: str = ""
+    has_masks: bool = True  # False for classification-only data: pixel metrics are skipped
 
     def __init__(
         self,
@@ -39,6 +46,9 @@ class AnomalyDataModule(LightningDataModule):
         batch_size: int = 1,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        val_protocol: str = "paper",
+        val_fraction: float = 0.2,
+        val_seed: int = 0,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -47,8 +57,11 @@ class AnomalyDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        if val_protocol not in VAL_PROTOCOLS:
+            raise ValueError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
+        self.val_protocol, self.val_fraction, self.val_seed = val_protocol, val_fraction, val_seed
         self.check_category(self.category)
-        self._splits: dict[str, AnomalyDataset] = {}
+        self._splits: dict[str, Dataset] = {}
 
     @classmethod
     def check_category(cls, category: str) -> None:
@@ -84,8 +97,13 @@ class AnomalyDataModule(LightningDataModule):
                     f"the {split} split of {self.category_root} is empty: it needs images. {self.layout_help}"
                 )
             self._splits[split] = AnomalyDataset(samples, transform)
+        self._splits["val"] = self._splits["test"]
+        if self.val_protocol == "from_train":
+            train, held = split_held_out(self._splits["train"].samples, self.val_fraction, self.val_seed)
+            self._splits["train"] = AnomalyDataset(train, transform)
+            self._splits["val"] = HeldOutDefectsDataset(held, transform, self.val_seed)
 
-    def split(self, name: str) -> AnomalyDataset:
+    def split(self, name: str) -> Dataset:
         self.setup()
         return self._splits[name]
 
@@ -103,11 +121,12 @@ class AnomalyDataModule(LightningDataModule):
         return self._loader("train", self.batch_size, shuffle=True)
 
     def reference_dataloader(self) -> DataLoader:
-        """All normal training images once, in order (for the reference features)."""
+        """All normal training images once, in order (for the reference features; held-out images
+        of ``from_train`` are excluded)."""
         return self._loader("train", self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -29,7 +29,5 @@ def require_dir(path: Path, what: str, fix: str) -> Path:
 
 def require_mask(image: Path, mask: Path) -> Path:
     if not mask.is_file():
-        raise DatasetLayoutError(
-            f"anomalous image {image} has no mask at {mask}: add the mask or remove the image"
-        )
+        raise DatasetLayoutError(f"anomalous image {image} has no mask at {mask}: add the mask or remove the image")
     return mask

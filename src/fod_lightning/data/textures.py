@@ -59,7 +59,12 @@ def _write_category(root: Path, name: str, spec: dict, rng: np.random.Generator)
 
 
 def ensure_textures(
-    root: Path, seed: int = 0, n_train: int = 40, n_test_good: int = 12, n_test_per_defect: int = 8, crop_size: int = 256
+    root: Path,
+    seed: int = 0,
+    n_train: int = 40,
+    n_test_good: int = 12,
+    n_test_per_defect: int = 8,
+    crop_size: int = 256,
 ) -> Path:
     """Build the benchmark under ``root`` unless an identical build is already there.
 

@@ -58,9 +58,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
     theirs = list(state.items())
     own_keys = list(own)
     # A features_only model is a prefix of the full network (classifier/head dropped at the end).
-    if len(theirs) >= len(own_keys) and all(
-        theirs[i][1].shape == own[k].shape for i, k in enumerate(own_keys)
-    ):
+    if len(theirs) >= len(own_keys) and all(theirs[i][1].shape == own[k].shape for i, k in enumerate(own_keys)):
         model.load_state_dict({k: theirs[i][1] for i, k in enumerate(own_keys)})
         return
     missing = [k for k in own if k not in state][:3]

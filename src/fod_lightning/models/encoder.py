@@ -38,9 +38,7 @@ class EncoderLayer(nn.Module):
     self-attention x + attn without targets.
     """
 
-    def __init__(
-        self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float, out_proj: bool
-    ) -> None:
+    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float, out_proj: bool) -> None:
         super().__init__()
         self.self_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout)
         self.cross_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout)

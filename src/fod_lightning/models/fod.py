@@ -69,9 +69,7 @@ class FODStage(nn.Module):
             self._distances[key] = squared_grid_distances(grid, device)
         return self._distances[key]
 
-    def forward(
-        self, tokens: torch.Tensor, grid: tuple[int, int], reference: torch.Tensor | None
-    ) -> StageOutput:
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int], reference: torch.Tensor | None) -> StageOutput:
         """tokens (B, L, C); reference (1, L, C) raw reference tokens (broadcast over the batch)."""
         if tokens.shape[1] != grid[0] * grid[1]:
             raise ValueError(f"{tokens.shape[1]} tokens do not fill a {grid} grid")

@@ -28,8 +28,7 @@ def symmetric_discrepancy(target: torch.Tensor, correlation: torch.Tensor) -> to
 def patch_discrepancy(branch: Correlations) -> torch.Tensor:
     """Layer-averaged KL(C || T) + KL(T || C) per patch (B, L), the scoring discrepancy."""
     per_layer = [
-        kl_divergence(c, t) + kl_divergence(t, c)
-        for c, t in zip(branch.correlations, branch.targets, strict=True)
+        kl_divergence(c, t) + kl_divergence(t, c) for c, t in zip(branch.correlations, branch.targets, strict=True)
     ]
     return torch.stack(per_layer).mean(dim=0)
 
