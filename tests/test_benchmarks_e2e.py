@@ -69,7 +69,9 @@ def test_summarize_merges_a_multirun_folder(make_config, tmp_path, capsys):
     assert summarize.main([str(tmp_path / "multi")]) == 0
     md = (tmp_path / "multi" / "summary.md").read_text()
     assert "| brick | 0.5000 | 0.9000 |" in md and "| **mean** | 0.6250 | 0.9000 |" in md
+    assert md.index("### last") < md.index("### best")
     csv_lines = (tmp_path / "multi" / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("category,image_auroc,pixel_auroc") and csv_lines[-1].startswith("mean,0.625000")
+    assert csv_lines[0].startswith("reading,category,image_auroc,pixel_auroc")
+    assert "last,mean,0.625000,0.900000,,," in csv_lines
     assert summarize.main([str(tmp_path / "empty")]) == 2
     assert "no results.json below" in capsys.readouterr().err

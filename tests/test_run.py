@@ -33,6 +33,23 @@ def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tm
         assert {"val/image_auroc", "val/pixel_auroc", "val/image_auroc_best", "test/image_auroc"} <= set(columns)
     mean = sum(m["image_auroc"] for m in saved["categories"].values()) / 3
     assert saved["mean"]["image_auroc"] == pytest.approx(mean)
+    assert set(saved["readings"]) == {"last", "best"} and "image_auroc" in saved["mean_best"]
+
+
+def test_run_draws_panels_curves_bars_and_tables(make_config, tmp_path):
+    from PIL import Image
+
+    run(make_config("data.category=all"))
+    out = tmp_path / "out"
+    for category in ("brick", "grass", "gravel"):
+        panels = sorted((out / category / "pictures" / "panels").glob("*.png"))
+        assert len(panels) == 5  # 2 good + 3 defect families x 1
+        assert Image.open(panels[0]).size[0] > 3 * Image.open(panels[0]).size[1]  # four pictures side by side
+        assert (out / category / "pictures" / "roc_histogram.png").is_file()
+    assert (out / "metrics_per_category.png").is_file()
+    md = (out / "summary.md").read_text()
+    assert "### last" in md and "### best" in md and "| gravel |" in md
+    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 4
 
 
 def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):

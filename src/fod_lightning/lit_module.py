@@ -95,7 +95,21 @@ class FODLitModule(LightningModule):
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
             self.log_dict(parts, batch_size=len(batch))
         self.log("train/loss", total, prog_bar=True, batch_size=len(batch))
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log_dict(self.sigma_statistics(), batch_size=len(batch))
         return total
+
+    def sigma_statistics(self) -> dict[str, torch.Tensor]:
+        """Mean learned sigma (rows y, columns x) per stage, layer and branch of the last forward."""
+        stats = {}
+        for i, stage in enumerate(self.net.stages):
+            for k, layer in enumerate(stage.encoder.encode_layers):
+                for branch, attention in (("intra", layer.self_attention), ("inter", layer.cross_attention)):
+                    if attention.last_sigma_mean is not None:
+                        y, x = attention.last_sigma_mean
+                        stats[f"sigma/stage{i}/layer{k}/{branch}_y"] = y
+                        stats[f"sigma/stage{i}/layer{k}/{branch}_x"] = x
+        return stats
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])

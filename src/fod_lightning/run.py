@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.data.samples import DatasetLayoutError
 from fod_lightning.models.backbone import BackboneWeightsError
-from fod_lightning.results import build_results, format_table, write_results
+from fod_lightning.plots import metric_bars
+from fod_lightning.results import METRICS, build_results, format_table, write_results, write_tables
 
 log = logging.getLogger("fod_lightning")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -83,9 +84,32 @@ def run(cfg: DictConfig) -> dict:
         protocol = cfg.data.get("val_protocol", "paper")
         results = build_results(benchmark, cfg.model.backbone.name, protocol, per_category)
         write_results(results, output_dir / "results.json")
-    print(f"\n{results['benchmark']} with {results['backbone']} (test split, final model)\n{format_table(results)}")
+    write_tables(results, output_dir)
+    title = f"{results['benchmark']}, {results['backbone']} (final model)"
+    metric_bars(results["categories"], METRICS, title, output_dir / "metrics_per_category.png")
+    if "wandb" in (cfg.get("logger") or {}):
+        log_wandb_summary(cfg, results)
+    print(f"\n{title}, test split\n{format_table(results)}")
+    print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
     print(f"results: {output_dir / 'results.json'}")
     return results
+
+
+def log_wandb_summary(cfg: DictConfig, results: dict) -> None:
+    """A closing W&B run in the job's group holding the per-category + mean table."""
+    import wandb
+
+    summary_cfg = cfg.copy()
+    with open_dict(summary_cfg):
+        summary_cfg.data.category = "summary"
+    logger = hydra.utils.instantiate(summary_cfg.logger.wandb)
+    table = wandb.Table(columns=["category", *METRICS])
+    for name, metrics in [*results["categories"].items(), ("mean", results["mean"])]:
+        table.add_data(name, *(metrics.get(m) for m in METRICS))
+    logger.experiment.log(
+        {"summary/per_category": table, **{f"summary/mean_{k}": v for k, v in results["mean"].items()}}
+    )
+    logger.experiment.finish()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")

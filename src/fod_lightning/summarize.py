@@ -4,12 +4,11 @@ python -m fod_lightning.summarize outputs/run/multiruns/2026-11-28_12-00-00
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
-from fod_lightning.results import METRICS, build_results, format_table
+from fod_lightning.results import build_results, format_table, write_tables
 
 
 def collect(folder: Path) -> dict:
@@ -31,19 +30,6 @@ def collect(folder: Path) -> dict:
         raise ValueError(f"{folder} mixes benchmarks/backbones/protocols {sorted(heads)}: summarize them separately")
     benchmark, backbone, protocol = heads.pop()
     return build_results(benchmark, backbone, protocol, merged)
-
-
-def write_tables(results: dict, folder: Path) -> tuple[Path, Path]:
-    md, table = folder / "summary.md", folder / "summary.csv"
-    md.write_text(f"{results['benchmark']}, {results['backbone']}, protocol {results['protocol']}\n\n"
-                  f"{format_table(results)}\n")  # fmt: skip
-    rows = list(results["categories"].items()) + [("mean", results["mean"])]
-    with table.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["category", *METRICS])
-        for name, metrics in rows:
-            writer.writerow([name, *(f"{metrics[m]:.6f}" if m in metrics else "" for m in METRICS)])
-    return md, table
 
 
 def main(argv: list[str] | None = None) -> int:

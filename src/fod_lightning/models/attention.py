@@ -67,6 +67,7 @@ class CorrelationAttention(nn.Module):
         self.sigma_projection = nn.Linear(d_model, 2 * n_heads)
         self.out_projection = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.last_sigma_mean: torch.Tensor | None = None
 
     def forward(
         self,
@@ -95,7 +96,10 @@ class CorrelationAttention(nn.Module):
             out = self.out_projection(out)
         if distances is None:
             return out, None, None
-        return out, correlation, gaussian_target(self.sigma(query), *distances)
+        sigma = self.sigma(query)
+        # Diagnostic only (detached): mean sigma_y, sigma_x of the last forward, for logging.
+        self.last_sigma_mean = sigma.detach().mean(dim=(0, 1, 2))
+        return out, correlation, gaussian_target(sigma, *distances)
 
     def sigma(self, query: torch.Tensor) -> torch.Tensor:
         """Per-query sigmas (B, H, L, 2) for diagnostics."""

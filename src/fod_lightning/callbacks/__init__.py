@@ -1,0 +1,1 @@
+"""Lightning callbacks: pictures of test predictions (and their W&B table)."""
