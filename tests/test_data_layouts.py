@@ -312,9 +312,9 @@ def test_mask_size_mismatch(tmp_path: Path, name: str) -> None:
     WRITERS[name](tmp_path)
     write_mask(tmp_path / FIRST_MASK[name], size=(20, 10))
     dm = DATAMODULES[name](tmp_path)
-    index = next(i for i, s in enumerate(dm.split("test").samples) if s.mask_path == tmp_path / FIRST_MASK[name])
+    # found when the datamodule is set up, before any training
     with pytest.raises(DatasetLayoutError, match=r"mask .* is 20x10 but image .* masks must have their image's size"):
-        dm.split("test")[index]
+        dm.setup()
 
 
 @pytest.mark.parametrize("name", list(DATAMODULES))
@@ -337,7 +337,9 @@ def test_unreadable_image(tmp_path: Path, name: str) -> None:
     broken = dm.split("test").samples[0].image_path
     broken.write_bytes(b"not an image")
     with pytest.raises(DatasetLayoutError, match=r"cannot read image .*: replace or remove the file"):
-        dm.split("test")[0]
+        dm.split("test")[0]  # broken after set-up: found when read
+    with pytest.raises(DatasetLayoutError, match=rf"cannot read image {broken} .*: replace or remove the file"):
+        DATAMODULES[name](tmp_path).setup()  # broken before set-up: found before training
 
 
 def test_visa_missing_split_file(tmp_path: Path) -> None:

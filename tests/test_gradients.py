@@ -2,10 +2,11 @@
 
 import copy
 
+import pytest
 import torch
 
 from fod_lightning.models.fod import FODStage
-from fod_lightning.models.losses import phase_objectives, stage_losses
+from fod_lightning.models.losses import StageLosses, phase_objectives, stage_losses
 
 GRID = (3, 4)
 
@@ -26,7 +27,7 @@ def inputs(seed=0, batch=2, channels=6):
 
 def reached(stage, term):
     """Names of parameter tensors that receive a non-zero gradient from ``term``."""
-    names, params = zip(*stage.named_parameters())
+    names, params = zip(*((n, p) for n, p in stage.named_parameters() if p.requires_grad))
     grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
     return {n for n, g in zip(names, grads) if g is not None and g.abs().max() > 0}
 
@@ -55,8 +56,35 @@ def test_each_objective_reaches_exactly_its_parameters():
     rec = reached(stage, losses.rec)
     assert not rec & (attn("self_attention", "sigma") | attn("cross_attention", "sigma"))
     assert {"projection.weight", f"{layer}.ffn.fc1.weight", f"{layer}.self_attention.value_projection.weight"} <= rec
-    # The discarded output projection is reached by nothing (the authors' default).
+    # The discarded output projection is reached by nothing (the authors' default), so it is frozen.
     assert not any("out_projection" in n for n in rec)
+    frozen = {n for n, p in stage.named_parameters() if not p.requires_grad}
+    assert frozen == {
+        f"{layer}.{b}.out_projection.{wb}" for b in ("self_attention", "cross_attention") for wb in ("weight", "bias")
+    }
+
+
+def test_signs_of_the_two_objectives_follow_the_reference():
+    values = dict(rec=1.0, intra_corr=2.0, intra_tgt=3.0, intra_ent=5.0, inter_corr=7.0, inter_tgt=11.0, inter_ent=13.0)
+    losses = StageLosses(**{k: torch.tensor(v) for k, v in values.items()})
+    loss1, loss2 = phase_objectives(losses, lambda1=0.5, lambda2=0.25)
+    # loss1 = rec + l1 intra_tgt - l1 inter_tgt; loss2 = rec - l1 intra_corr - l2 intra_ent + l1 inter_corr + l2 inter_ent
+    assert loss1.item() == 1.0 + 0.5 * 3.0 - 0.5 * 11.0
+    assert loss2.item() == 1.0 - 0.5 * 2.0 - 0.25 * 5.0 + 0.5 * 7.0 + 0.25 * 13.0
+
+
+@pytest.mark.parametrize(("with_intra", "with_inter"), [(True, False), (False, True), (False, False)])
+def test_ablations_freeze_exactly_the_unused_parameters(with_intra, with_inter):
+    stage = tiny_stage(depth=1, with_intra=with_intra, with_inter=with_inter)
+    tokens, reference = inputs()
+    out = stage(tokens, GRID, reference)
+    losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
+    total = sum(phase_objectives(losses, 0.5, 0.5))
+    used = reached(stage, total)
+    trainable = {n for n, p in stage.named_parameters() if p.requires_grad}
+    # every trainable parameter gets a gradient (the key bias only in theory: softmax cancels it)
+    assert trainable - used <= {"encoder.encode_layers.0.self_attention.key_projection.bias",
+                                "encoder.encode_layers.0.cross_attention.key_projection.bias"}  # fmt: skip
 
 
 def test_target_phase_reaches_earlier_layers_but_not_the_own_correlation():

@@ -80,6 +80,11 @@ def test_aupro_batches_and_merged_states_equal_one_update():
     b.update(torch.from_numpy(maps[3:]), torch.from_numpy(masks[3:]))
     a.merge_state(b)
     assert float(a.compute()) == pytest.approx(expected, abs=1e-6)
+    synced = AUPRO()  # after a DDP sync every "cat" list state is one tensor
+    synced.update(torch.from_numpy(maps), torch.from_numpy(masks))
+    for name in ("normal_scores", "anomal_scores", "anomal_sizes"):
+        setattr(synced, name, torch.cat(getattr(synced, name)))
+    assert float(synced.compute()) == pytest.approx(expected, abs=1e-6)
 
 
 def test_aupro_hand_computed_with_tie_and_interpolation():

@@ -54,7 +54,7 @@ def test_position_code_matches_the_authors_formula():
                 assert code[y, x, 2 * k + 1].item() == pytest.approx(math.cos(x * freq), abs=1e-6)
                 assert code[y, x, half + 2 * k].item() == pytest.approx(math.sin(y * freq), abs=1e-6)
                 assert code[y, x, half + 2 * k + 1].item() == pytest.approx(math.cos(y * freq), abs=1e-6)
-    with pytest.raises(ValueError, match="divisible by 4"):
+    with pytest.raises(ValueError, match="divisible by 4"):  # a ConfigError
         sincos_position_code(6, 2, 2)
 
 

@@ -74,13 +74,39 @@ def cli(*args, cwd):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
-def test_cli_from_another_directory_with_a_bad_dataset_root_gives_one_line(tmp_path):
-    proc = cli("data=mvtec", f"data.root={tmp_path}/nowhere", "data.category=bottle", f"hydra.run.dir={tmp_path}/o",
-               cwd=tmp_path)  # fmt: skip
+@pytest.mark.parametrize("data", ["mvtec", "btad", "mvtec3d", "visa"])
+def test_cli_from_another_directory_with_a_bad_dataset_root_gives_one_line(tmp_path, data):
+    proc = cli(f"data={data}", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert f"{tmp_path}/nowhere does not exist" in line and "data.root" in line
+    assert f"{tmp_path}/nowhere does not exist" in line and "data.root" in line and "layout" in line
+
+
+def test_cli_missing_backbone_checkpoint_gives_one_line(tmp_path):
+    proc = cli("data.category=brick", f"model.backbone.checkpoint_path={tmp_path}/wrn.pth", f"hydra.run.dir={tmp_path}/o",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        f"error: backbone checkpoint {tmp_path}/wrn.pth does not exist: fix model.backbone.checkpoint_path"
+        in proc.stderr
+    )
+
+
+def test_errors_raised_in_loader_workers_become_one_line():
+    from torch._utils import ExceptionWrapper
+
+    from fod_lightning.data.samples import DatasetLayoutError
+    from fod_lightning.errors import one_line, user_error
+
+    try:
+        raise DatasetLayoutError("cannot read image /d/x.png (truncated): replace or remove the file")
+    except DatasetLayoutError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(DatasetLayoutError) as caught:
+        wrapped.reraise()
+    assert "Traceback" in str(caught.value)
+    assert one_line(user_error(caught.value)) == "cannot read image /d/x.png (truncated): replace or remove the file"
 
 
 def test_cli_rejects_an_unknown_category_listing_the_valid_ones(tmp_path):

@@ -58,7 +58,7 @@ def metric_bars(categories: dict[str, dict], metrics: tuple[str, ...], title: st
         ax.bar(np.arange(len(names)) + k * width, [categories[n][metric] for n in names], width, label=metric)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
     ax.set(ylim=(0, 1.05), title=title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     _save(fig, path)
 
 

@@ -7,20 +7,24 @@ python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottl
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fod_lightning.data.samples import DatasetLayoutError
-from fod_lightning.models.backbone import BackboneWeightsError
+from fod_lightning.errors import one_line, user_error
 from fod_lightning.plots import metric_bars
 from fod_lightning.results import METRICS, build_results, format_table, write_results, write_tables
 
 log = logging.getLogger("fod_lightning")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The frozen backbone stays in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def categories_of(cfg: DictConfig) -> list[str]:
@@ -34,26 +38,36 @@ def categories_of(cfg: DictConfig) -> list[str]:
 
 
 def fit_and_test_category(cfg: DictConfig) -> dict:
-    """Train a fresh model on ``cfg.data.category`` and return its test metrics."""
+    """Train a fresh model on ``cfg.data.category`` (or load ``ckpt_path``) and return its metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    for lg in loggers:
-        lg.log_hyperparams(resolved_config(cfg))
-    start = time.perf_counter()
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.perf_counter() - start
-    metrics = {}
-    if cfg.get("test", True):
-        (tested,) = trainer.test(model, datamodule=datamodule, verbose=False)
-        metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
+    try:
+        callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        for lg in loggers:
+            lg.log_hyperparams(resolved_config(cfg))
+        start = time.perf_counter()
+        train, ckpt_path = cfg.get("train", True), cfg.get("ckpt_path")
+        if train:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit_seconds = time.perf_counter() - start
+        metrics = {}
+        if cfg.get("test", True):
+            # Without training, the weights (and reference features) come from ckpt_path.
+            (tested,) = trainer.test(
+                model, datamodule=datamodule, ckpt_path=None if train else ckpt_path, verbose=False
+            )
+            metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
+    finally:
+        finish_loggers(loggers)
     best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in model.best.items()}
-    finish_loggers(loggers)
-    return {**metrics, "best": best, "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}
+    result = {**metrics, "best": best, "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}
+    if not datamodule.has_masks:
+        result["note"] = "no ground-truth masks: pixel metrics skipped"
+        log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
+    return result
 
 
 def resolved_config(cfg: DictConfig) -> dict:
@@ -72,18 +86,26 @@ def finish_loggers(loggers: list) -> None:
 def run(cfg: DictConfig) -> dict:
     """Fit and test every requested category; write ``results.json`` into ``paths.output_dir``."""
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
-    per_category = {}
     output_dir = Path(cfg.paths.output_dir)
+    benchmark = hydra.utils.get_class(cfg.data._target_).benchmark
+    protocol = cfg.data.get("val_protocol", "paper")
+    per_category = {}
     for category in categories_of(cfg):
         log.info("category %s", category)
         category_cfg = cfg.copy()
         with open_dict(category_cfg):
             category_cfg.data.category = category
         per_category[category] = fit_and_test_category(category_cfg)
-        benchmark = hydra.utils.get_class(cfg.data._target_).benchmark
-        protocol = cfg.data.get("val_protocol", "paper")
         results = build_results(benchmark, cfg.model.backbone.name, protocol, per_category)
-        write_results(results, output_dir / "results.json")
+        if rank_zero_only.rank == 0:  # one writer under DDP
+            write_results(results, output_dir / "results.json")
+    if rank_zero_only.rank == 0:
+        report(cfg, results, output_dir)
+    return results
+
+
+def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
+    """Summary tables, the per-category bar chart, the W&B summary run and the printed tables."""
     write_tables(results, output_dir)
     title = f"{results['benchmark']}, {results['backbone']} (final model)"
     metric_bars(results["categories"], METRICS, title, output_dir / "metrics_per_category.png")
@@ -92,7 +114,6 @@ def run(cfg: DictConfig) -> dict:
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
     print(f"results: {output_dir / 'results.json'}")
-    return results
 
 
 def log_wandb_summary(cfg: DictConfig, results: dict) -> None:
@@ -106,9 +127,8 @@ def log_wandb_summary(cfg: DictConfig, results: dict) -> None:
     table = wandb.Table(columns=["category", *METRICS])
     for name, metrics in [*results["categories"].items(), ("mean", results["mean"])]:
         table.add_data(name, *(metrics.get(m) for m in METRICS))
-    logger.experiment.log(
-        {"summary/per_category": table, **{f"summary/mean_{k}": v for k, v in results["mean"].items()}}
-    )
+    means = {f"summary/mean_{k}": v for k, v in results["mean"].items()}
+    logger.experiment.log({"summary/per_category": table, **means})
     logger.experiment.finish()
 
 
@@ -116,9 +136,12 @@ def log_wandb_summary(cfg: DictConfig, results: dict) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (DatasetLayoutError, BackboneWeightsError) as err:
-        # Bad input is the user's to fix: one line naming the file and the fix, no traceback.
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        # Bad input or config is the user's to fix: one line naming the file or key and the fix.
+        cause = user_error(err)
+        if cause is None:
+            raise
+        print(f"error: {one_line(cause)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -6,9 +6,10 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
-from fod_lightning.data.dataset import AnomalyDataset
+from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import build_transform
+from fod_lightning.errors import ConfigError
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 
 
@@ -58,7 +59,7 @@ class AnomalyDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         if val_protocol not in VAL_PROTOCOLS:
-            raise ValueError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
+            raise ConfigError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
         self.val_protocol, self.val_fraction, self.val_seed = val_protocol, val_fraction, val_seed
         self.check_category(self.category)
         self._splits: dict[str, Dataset] = {}
@@ -96,6 +97,7 @@ class AnomalyDataModule(LightningDataModule):
                 raise DatasetLayoutError(
                     f"the {split} split of {self.category_root} is empty: it needs images. {self.layout_help}"
                 )
+            check_samples(samples)
             self._splits[split] = AnomalyDataset(samples, transform)
         self._splits["val"] = self._splits["test"]
         if self.val_protocol == "from_train":

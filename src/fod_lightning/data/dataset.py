@@ -3,10 +3,32 @@
 import numpy as np
 import torch
 from albumentations import Compose
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import read_image, read_mask
+
+
+def check_samples(samples: list[Sample]) -> None:
+    """Fail before training, not mid-run: every image and mask header must be readable and each
+    mask must have its image's size (reads headers only, no pixels)."""
+    for sample in samples:
+        size = _header_size(sample.image_path, "image")
+        if sample.mask_path is not None and _header_size(sample.mask_path, "mask") != size:
+            mask_size = _header_size(sample.mask_path, "mask")
+            raise DatasetLayoutError(
+                f"mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} but image {sample.image_path} is "
+                f"{size[0]}x{size[1]}: masks must have their image's size"
+            )
+
+
+def _header_size(path, what: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"cannot read {what} {path} ({err}): replace or remove the file") from err
 
 
 class AnomalyDataset(Dataset):

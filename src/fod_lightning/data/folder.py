@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fod_lightning.errors import ConfigError
 from fod_lightning.data.datamodule import AnomalyDataModule
 from fod_lightning.data.samples import DatasetLayoutError, Sample, list_images, require_dir
 
@@ -51,7 +52,7 @@ class FolderDataModule(AnomalyDataModule):
         mask_dir: str | None = None, mask_suffix: str = "", **kwargs,
     ) -> None:  # fmt: skip
         if not 0.0 <= normal_test_split < 1.0:
-            raise ValueError(f"normal_test_split={normal_test_split} must be in [0, 1)")
+            raise ConfigError(f"data.normal_test_split={normal_test_split} must be in [0, 1)")
         super().__init__(root, category, **kwargs)
         self.categories = (self.category,)  # the one category this instance serves
         self.normal_dir = normal_dir

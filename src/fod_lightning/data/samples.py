@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from fod_lightning.errors import FODUserError
 
-class DatasetLayoutError(ValueError):
+
+class DatasetLayoutError(FODUserError, ValueError):
     """A dataset folder is not in the layout its loader expects; the message names path and fix."""
 
 

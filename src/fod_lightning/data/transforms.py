@@ -9,6 +9,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image, UnidentifiedImageError
 
 from fod_lightning.data.samples import DatasetLayoutError
+from fod_lightning.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,7 +25,7 @@ def build_transform(image_size: int, resize: str = "square") -> A.Compose:
             ``shorter_side_crop`` scales the shorter side to S then centre-crops S x S (BTAD, MVTec 3D-AD).
     """
     if image_size % 16:
-        raise ValueError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
+        raise ConfigError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
     # INTER_AREA is antialiased like the authors' PIL LANCZOS; masks always use nearest.
     if resize == "square":
         geometry = [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)]
@@ -34,7 +35,7 @@ def build_transform(image_size: int, resize: str = "square") -> A.Compose:
             A.CenterCrop(image_size, image_size),
         ]
     else:
-        raise ValueError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
+        raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
     return A.Compose([*geometry, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
 
 

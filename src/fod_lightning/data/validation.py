@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from fod_lightning.data.defects import DEFECT_FAMILIES
 from fod_lightning.data.samples import Sample
 from fod_lightning.data.transforms import read_image
+from fod_lightning.errors import ConfigError
 
 VAL_PROTOCOLS = ("paper", "from_train")
 
@@ -18,10 +19,10 @@ VAL_PROTOCOLS = ("paper", "from_train")
 def split_held_out(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Deterministic (train, held_out) split of the normal training samples; order is kept."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"data.val_fraction={fraction} must be in (0, 1) for val_protocol=from_train")
+        raise ConfigError(f"data.val_fraction={fraction} must be in (0, 1) for val_protocol=from_train")
     n_held = max(1, round(fraction * len(samples)))
     if n_held >= len(samples):
-        raise ValueError(f"cannot hold out {n_held} of {len(samples)} training images: lower data.val_fraction")
+        raise ConfigError(f"cannot hold out {n_held} of {len(samples)} training images: lower data.val_fraction")
     held = set(np.random.default_rng(seed).choice(len(samples), n_held, replace=False).tolist())
     return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
 

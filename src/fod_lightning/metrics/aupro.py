@@ -151,7 +151,8 @@ class AUPRO(Metric):
 
     def _exact_counts(self) -> tuple[Tensor, Tensor]:
         """Cumulative normal count and region weight at every distinct score, scores descending (float64)."""
-        if not self.normal_scores and not self.anomal_scores:
+        # After a DDP sync the list states are single tensors, so test their size, not their truth.
+        if _is_empty(self.normal_scores) and _is_empty(self.anomal_scores):
             return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
         normal, anomal = dim_zero_cat(self.normal_scores), dim_zero_cat(self.anomal_scores)
         weights = 1.0 / dim_zero_cat(self.anomal_sizes).double()
@@ -163,3 +164,7 @@ class AUPRO(Metric):
         last_of_tie = torch.ones_like(scores, dtype=torch.bool)
         last_of_tie[:-1] = scores[1:] != scores[:-1]
         return normal_count[last_of_tie], weight_count[last_of_tie]
+
+
+def _is_empty(state: list[Tensor] | Tensor) -> bool:
+    return state.numel() == 0 if isinstance(state, Tensor) else len(state) == 0

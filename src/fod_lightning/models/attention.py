@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from fod_lightning.errors import ConfigError
+
 
 def squared_grid_distances(grid: tuple[int, int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared row and column distances between all token pairs of a row-major (h, w) grid.
@@ -57,7 +59,7 @@ class CorrelationAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, out_proj: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+            raise ConfigError(f"model.d_models: width {d_model} is not divisible by model.n_heads={n_heads}")
         self.n_heads = n_heads
         self.scale = 1.0 / math.sqrt(d_model // n_heads)
         self.apply_out_proj = out_proj

@@ -6,11 +6,13 @@ import timm
 import torch
 from torch import nn
 
+from fod_lightning.errors import ConfigError, FODUserError
+
 LITE0_PACKAGE = "efficientnet_lite0_package"
 WEIGHT_SOURCES = ("hub", LITE0_PACKAGE, "random")
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(FODUserError, RuntimeError):
     """Pretrained backbone weights could not be had."""
 
 
@@ -88,14 +90,14 @@ class FeatureExtractor(nn.Module):
     ) -> None:
         super().__init__()
         if weights not in WEIGHT_SOURCES:
-            raise ValueError(f"model.backbone.weights={weights!r} is unknown; use one of {WEIGHT_SOURCES}")
+            raise ConfigError(f"model.backbone.weights={weights!r} is unknown; use one of {WEIGHT_SOURCES}")
         self.name = name
         self.strides = tuple(int(s) for s in strides)
         probe = timm.create_model(name, features_only=True, pretrained=False)
         reductions = probe.feature_info.reduction()
         missing = [s for s in self.strides if s not in reductions]
         if missing:
-            raise ValueError(f"backbone {name} has no stage at stride(s) {missing}; it has strides {reductions}")
+            raise ConfigError(f"backbone {name} has no stage at stride(s) {missing}; it has strides {reductions}")
         indices = [reductions.index(s) for s in self.strides]
         self.model = timm.create_model(name, features_only=True, pretrained=False, out_indices=indices)
         self.channels = tuple(self.model.feature_info.channels())

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from fod_lightning.errors import ConfigError
+
 
 def sincos_position_code(d_model: int, height: int, width: int) -> torch.Tensor:
     """Fixed 2-D position code of the authors' ``PositionalEmbedding``.
@@ -16,7 +18,9 @@ def sincos_position_code(d_model: int, height: int, width: int) -> torch.Tensor:
         Tensor (height * width, d_model), tokens in row-major order.
     """
     if d_model % 4 != 0:
-        raise ValueError(f"d_model must be divisible by 4 for the 2-D sin/cos position code, got {d_model}")
+        raise ConfigError(
+            f"model.d_models: widths must be divisible by 4 for the 2-D sin/cos position code, got {d_model}"
+        )
     half = d_model // 2
     freq = torch.exp(torch.arange(0.0, half, 2) * -(math.log(1e4) / half))  # (half / 2,)
     cols = torch.arange(0.0, width)[:, None] * freq  # (w, half / 2)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fod_lightning.errors import ConfigError
 from fod_lightning.models.attention import squared_grid_distances
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.embedding import Embedding2D
@@ -61,7 +62,26 @@ class FODStage(nn.Module):
         ]
         self.encoder = Encoder(layers, d_model)
         self.projection = nn.Linear(d_model, in_channels)
+        self._freeze_unused(with_intra, with_inter, attention_out_proj)
         self._distances: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _freeze_unused(self, with_intra: bool, with_inter: bool, attention_out_proj: bool) -> None:
+        """Parameters the forward never uses (kept for the authors' state-dict layout) are frozen, so
+        the optimizer skips them and DDP needs no unused-parameter search."""
+        for layer in self.encoder.encode_layers:
+            unused = (
+                []
+                if attention_out_proj
+                else [layer.self_attention.out_projection, layer.cross_attention.out_projection]
+            )
+            if with_inter and not with_intra:
+                unused.append(layer.self_attention)
+            if not with_inter:
+                unused.append(layer.cross_attention)
+            if not (with_intra or with_inter):
+                unused.append(layer.self_attention.sigma_projection)
+            for module in unused:
+                module.requires_grad_(False)
 
     def distances(self, grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (grid, device)
@@ -109,13 +129,13 @@ class FOD(nn.Module):
     ) -> None:
         super().__init__()
         if len(d_models) != len(backbone.channels):
-            raise ValueError(f"{len(d_models)} widths given for {len(backbone.channels)} backbone stages")
+            raise ConfigError(f"model.d_models has {len(d_models)} widths for {len(backbone.channels)} backbone stages")
         if score not in SCORES:
-            raise ValueError(f"score={score!r} is unknown; use one of {SCORES}")
+            raise ConfigError(f"model.score={score!r} is unknown; use one of {SCORES}")
         if score == "auto":
             score = "inter" if with_inter else "intra" if with_intra else "rec"
         if (score == "inter" and not with_inter) or (score == "intra" and not with_intra):
-            raise ValueError(f"score={score!r} needs the {score} branch (with_{score}=true)")
+            raise ConfigError(f"model.score={score!r} needs the {score} branch (with_{score}=true)")
         self.score, self.blur_sigma = score, blur_sigma
         self.backbone = backbone
         self.stages = nn.ModuleList(
@@ -137,7 +157,7 @@ class FOD(nn.Module):
             tokens = maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
             reference = self.reference.tokens(i) if self.with_inter else None
             if reference is not None and reference.shape[1] != tokens.shape[1]:
-                raise ValueError(
+                raise ConfigError(
                     f"reference features of stage {i} have {reference.shape[1]} tokens but the input gives "
                     f"{tokens.shape[1]}: the model was fitted at another image size"
                 )
