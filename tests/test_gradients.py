@@ -68,7 +68,8 @@ def test_signs_of_the_two_objectives_follow_the_reference():
     values = dict(rec=1.0, intra_corr=2.0, intra_tgt=3.0, intra_ent=5.0, inter_corr=7.0, inter_tgt=11.0, inter_ent=13.0)
     losses = StageLosses(**{k: torch.tensor(v) for k, v in values.items()})
     loss1, loss2 = phase_objectives(losses, lambda1=0.5, lambda2=0.25)
-    # loss1 = rec + l1 intra_tgt - l1 inter_tgt; loss2 = rec - l1 intra_corr - l2 intra_ent + l1 inter_corr + l2 inter_ent
+    # loss1 = rec + l1 intra_tgt - l1 inter_tgt
+    # loss2 = rec - l1 intra_corr - l2 intra_ent + l1 inter_corr + l2 inter_ent
     assert loss1.item() == 1.0 + 0.5 * 3.0 - 0.5 * 11.0
     assert loss2.item() == 1.0 - 0.5 * 2.0 - 0.25 * 5.0 + 0.5 * 7.0 + 0.25 * 13.0
 

@@ -84,8 +84,8 @@ def test_cli_from_another_directory_with_a_bad_dataset_root_gives_one_line(tmp_p
 
 
 def test_cli_missing_backbone_checkpoint_gives_one_line(tmp_path):
-    proc = cli("data.category=brick", f"model.backbone.checkpoint_path={tmp_path}/wrn.pth", f"hydra.run.dir={tmp_path}/o",
-               cwd=tmp_path)  # fmt: skip
+    checkpoint = f"model.backbone.checkpoint_path={tmp_path}/wrn.pth"
+    proc = cli("data.category=brick", checkpoint, f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
         f"error: backbone checkpoint {tmp_path}/wrn.pth does not exist: fix model.backbone.checkpoint_path"

@@ -9,8 +9,8 @@ from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import build_transform
-from fod_lightning.errors import ConfigError
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
+from fod_lightning.errors import ConfigError
 
 
 class AnomalyDataModule(LightningDataModule):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fod_lightning.errors import ConfigError
 from fod_lightning.data.datamodule import AnomalyDataModule
 from fod_lightning.data.samples import DatasetLayoutError, Sample, list_images, require_dir
+from fod_lightning.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
