@@ -4,8 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # torch and torchvision must come as a pair built for each other (PyPI's torchvision does not import
-# beside other torch builds); timm needs torchvision.
-TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
+# beside other torch builds); timm needs torchvision. Pairs known to import together, per machine:
+ifeq ($(shell uname -m),aarch64)
+TORCH_PAIR ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+endif
 
 .PHONY: install run test test-all lint format clean
 

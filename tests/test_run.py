@@ -122,3 +122,10 @@ def test_cli_debug_run_from_another_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "o" / "results.json").read_text())["categories"]["grass"]["epochs"] == 1
     assert (tmp_path / "data" / "fod_textures" / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_default_main_job_reaches_the_stated_auroc(make_config, tmp_path):
+    """`make run`'s job (embedded benchmark, default config): the README's >= 0.90 claims."""
+    results = run(make_config("~callbacks.progress_bar", "trainer.enable_progress_bar=false", tiny=False))
+    assert results["mean"]["image_auroc"] >= 0.90 and results["mean"]["pixel_auroc"] >= 0.90

@@ -62,6 +62,7 @@ class FODLitModule(LightningModule):
         )  # fmt: skip
         self.metrics = torch.nn.ModuleDict()
         self.best: dict[str, tuple[float, int]] = {}
+        self.val_pixel_threshold: float | None = None
 
     def setup(self, stage: str) -> None:
         # Pixel metrics only where the data has masks (classification-only folders have none).
@@ -100,15 +101,15 @@ class FODLitModule(LightningModule):
         return total
 
     def sigma_statistics(self) -> dict[str, torch.Tensor]:
-        """Mean learned sigma (rows y, columns x) per stage, layer and branch of the last forward."""
+        """Mean and std of the learned sigma (rows y, columns x) per stage, layer and branch, last forward."""
         stats = {}
         for i, stage in enumerate(self.net.stages):
             for k, layer in enumerate(stage.encoder.encode_layers):
                 for branch, attention in (("intra", layer.self_attention), ("inter", layer.cross_attention)):
-                    if attention.last_sigma_mean is not None:
-                        y, x = attention.last_sigma_mean
-                        stats[f"sigma/stage{i}/layer{k}/{branch}_y"] = y
-                        stats[f"sigma/stage{i}/layer{k}/{branch}_x"] = x
+                    if attention.last_sigma_stats is not None:
+                        (y, x), (y_std, x_std) = attention.last_sigma_stats
+                        key = f"sigma/stage{i}/layer{k}/{branch}"
+                        stats |= {f"{key}_y": y, f"{key}_x": x, f"{key}_y_std": y_std, f"{key}_x_std": x_std}
         return stats
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -123,6 +124,8 @@ class FODLitModule(LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         # The metric states are synchronised across processes inside compute().
         values = self.metrics[stage].compute()
+        if stage == "val":  # kept for pictures under from_train (raw map units)
+            self.val_pixel_threshold = getattr(self.metrics[stage], "pixel_threshold", None)
         self.metrics[stage].reset()
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))

@@ -39,7 +39,7 @@ def roc_and_histogram(fpr: np.ndarray, tpr: np.ndarray, scores: np.ndarray, labe
     roc.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image ROC")
     roc.legend(loc="lower right")
-    bins = np.linspace(scores.min(), scores.max(), 25)
+    bins = np.linspace(scores.min(), scores.max(), 25) if scores.max() > scores.min() else 10
     hist.hist(scores[labels == 0], bins=bins, alpha=0.6, label="normal")
     hist.hist(scores[labels == 1], bins=bins, alpha=0.6, label="anomalous")
     hist.set(xlabel="image score", ylabel="images", title="image scores")

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from fod_lightning.results import build_results, format_table, write_tables
+from fod_lightning.plots import metric_bars
+from fod_lightning.results import METRICS, build_results, format_table, write_tables
 
 
 def collect(folder: Path) -> dict:
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     md, table = write_tables(results, args.folder)
+    title = f"{results['benchmark']}, {results['backbone']} (final model)"
+    metric_bars(results["categories"], METRICS, title, args.folder / "metrics_per_category.png")
     print(format_table(results))
     print(f"written: {md} {table}")
     return 0

@@ -52,11 +52,7 @@ class TestPictures(Callback):
         maps = np.stack([it["map"] for it in self.items])
         lo, hi = float(maps.min()), float(maps.max())
         normalised = (maps - lo) / max(hi - lo, 1e-12)
-        masks = np.stack([it["mask"] for it in self.items])
-        f1 = BinaryF1Max()
-        f1.update(torch.from_numpy(normalised).flatten(), torch.from_numpy(masks).flatten().bool())
-        f1.compute()
-        threshold = float(f1.threshold) if f1.threshold is not None else 0.5
+        threshold = self._threshold(trainer, pl_module, normalised, lo, hi)
         scores = np.array([it["score"] for it in self.items])
         labels = np.array([it["label"] for it in self.items])
         self._curves(scores, labels, category)
@@ -71,14 +67,28 @@ class TestPictures(Callback):
         if self.wandb_table:
             self._log_table(trainer, normalised, panel_paths, category)
 
+    def _threshold(self, trainer, pl_module, normalised: np.ndarray, lo: float, hi: float) -> float:
+        """Predicted-mask threshold on the normalised maps.
+
+        Under ``from_train`` it is the pixel F1-max threshold of the last validation (the test split
+        never chooses it); under ``paper`` the test maps' own F1-max threshold, as the authors' plots.
+        """
+        val_threshold = getattr(pl_module, "val_pixel_threshold", None)
+        if getattr(trainer.datamodule, "val_protocol", "paper") == "from_train" and val_threshold is not None:
+            return (val_threshold - lo) / max(hi - lo, 1e-12)
+        masks = np.stack([it["mask"] for it in self.items])
+        if not masks.any():
+            return 0.5
+        f1 = BinaryF1Max()
+        f1.update(torch.from_numpy(normalised).flatten(), torch.from_numpy(masks).flatten().bool())
+        f1.compute()
+        return float(f1.threshold)
+
     def _curves(self, scores: np.ndarray, labels: np.ndarray, category: str) -> None:
         if len(set(labels.tolist())) < 2:
             return  # a ROC curve needs both classes
-        roc = BinaryROC()
-        fpr, tpr, _ = roc(torch.from_numpy(scores), torch.from_numpy(labels))
-        from sklearn.metrics import auc
-
-        auroc = auc(fpr.numpy(), tpr.numpy())
+        fpr, tpr, _ = BinaryROC()(torch.from_numpy(scores), torch.from_numpy(labels))
+        auroc = float(torch.trapezoid(tpr, fpr))
         roc_and_histogram(fpr.numpy(), tpr.numpy(), scores, labels, auroc, category, self.dirpath / "roc_histogram.png")
 
     def _log_table(self, trainer, normalised: np.ndarray, panel_paths: list[Path], category: str) -> None:

@@ -31,6 +31,8 @@ class AnomalyDataModule(LightningDataModule):
         val_protocol: ``paper`` or ``from_train``.
         val_fraction: fraction of normal training images held out under ``from_train``.
         val_seed: seed of the held-out split and its synthetic defects.
+        augment: training augmentations (off by default, as the authors; see ``transforms.augmentations``).
+            The reference features always use the un-augmented training images.
     """
 
     benchmark: str = ""
@@ -50,6 +52,7 @@ class AnomalyDataModule(LightningDataModule):
         val_protocol: str = "paper",
         val_fraction: float = 0.2,
         val_seed: int = 0,
+        augment: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -61,6 +64,7 @@ class AnomalyDataModule(LightningDataModule):
         if val_protocol not in VAL_PROTOCOLS:
             raise ConfigError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
         self.val_protocol, self.val_fraction, self.val_seed = val_protocol, val_fraction, val_seed
+        self.augment = augment
         self.check_category(self.category)
         self._splits: dict[str, Dataset] = {}
 
@@ -104,6 +108,10 @@ class AnomalyDataModule(LightningDataModule):
             train, held = split_held_out(self._splits["train"].samples, self.val_fraction, self.val_seed)
             self._splits["train"] = AnomalyDataset(train, transform)
             self._splits["val"] = HeldOutDefectsDataset(held, transform, self.val_seed)
+        self._splits["reference"] = self._splits["train"]
+        if self.augment:
+            augmented = build_transform(self.image_size, self.resize, augment=True)
+            self._splits["train"] = AnomalyDataset(self._splits["train"].samples, augmented)
 
     def split(self, name: str) -> Dataset:
         self.setup()
@@ -125,7 +133,7 @@ class AnomalyDataModule(LightningDataModule):
     def reference_dataloader(self) -> DataLoader:
         """All normal training images once, in order (for the reference features; held-out images
         of ``from_train`` are excluded)."""
-        return self._loader("train", self.eval_batch_size, shuffle=False)
+        return self._loader("reference", self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -16,13 +16,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("square", "shorter_side_crop")
 
 
-def build_transform(image_size: int, resize: str = "square") -> A.Compose:
+def augmentations() -> list[A.BasicTransform]:
+    """Optional training augmentations (off by default, as the authors): flips, the authors'
+    commented-out 5-degree rotation, mild photometric jitter. Masks follow the geometry."""
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(limit=5, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+        A.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.05, hue=0.0, p=0.5),
+    ]
+
+
+def build_transform(image_size: int, resize: str = "square", augment: bool = False) -> A.Compose:
     """Resize image and mask together, normalise the image (ImageNet), convert to tensors.
 
     Args:
         image_size: output side S (divisible by 16).
         resize: ``square`` resizes to (S, S) ignoring aspect (MVTec AD, as the authors);
             ``shorter_side_crop`` scales the shorter side to S then centre-crops S x S (BTAD, MVTec 3D-AD).
+        augment: add :func:`augmentations` after the resize (training split only).
     """
     if image_size % 16:
         raise ConfigError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
@@ -36,7 +47,8 @@ def build_transform(image_size: int, resize: str = "square") -> A.Compose:
         ]
     else:
         raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
-    return A.Compose([*geometry, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
+    extra = augmentations() if augment else []
+    return A.Compose([*geometry, *extra, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
 
 
 def read_image(path: Path) -> np.ndarray:

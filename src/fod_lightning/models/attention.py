@@ -69,7 +69,7 @@ class CorrelationAttention(nn.Module):
         self.sigma_projection = nn.Linear(d_model, 2 * n_heads)
         self.out_projection = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.last_sigma_mean: torch.Tensor | None = None
+        self.last_sigma_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(
         self,
@@ -99,8 +99,9 @@ class CorrelationAttention(nn.Module):
         if distances is None:
             return out, None, None
         sigma = self.sigma(query)
-        # Diagnostic only (detached): mean sigma_y, sigma_x of the last forward, for logging.
-        self.last_sigma_mean = sigma.detach().mean(dim=(0, 1, 2))
+        # Diagnostic only (detached): mean and std of sigma_y, sigma_x in the last forward, for logging.
+        flat = sigma.detach().reshape(-1, 2)
+        self.last_sigma_stats = (flat.mean(dim=0), flat.std(dim=0))
         return out, correlation, gaussian_target(sigma, *distances)
 
     def sigma(self, query: torch.Tensor) -> torch.Tensor:
