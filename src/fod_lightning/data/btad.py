@@ -1,7 +1,7 @@
 """BTAD (beanTech Anomaly Detection, Mishra et al. 2021) in its published on-disk layout."""
 
 from fod_lightning.data.datamodule import AnomalyDataModule
-from fod_lightning.data.samples import Sample, list_images, require_dir, require_mask
+from fod_lightning.data.samples import Sample, parse_type_folders
 
 BTAD_CATEGORIES = ("01", "02", "03")
 IMAGE_EXTENSIONS = (".bmp", ".png")
@@ -27,17 +27,9 @@ class BTADDataModule(AnomalyDataModule):
 
     def parse(self, split: str) -> list[Sample]:
         root = self.category_root
-        split_dir = require_dir(root / split, f"{split} folder", f"expected layout: {self.layout_help}")
         mask_ext = ".bmp" if self.category == "03" else ".png"
-        samples = []
-        for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            defect = type_dir.name
-            if split == "train" and defect != "ok":
-                continue
-            for image in list_images(type_dir, IMAGE_EXTENSIONS):
-                if defect == "ok":
-                    samples.append(Sample(image, 0, None, defect))
-                else:
-                    mask = root / "ground_truth" / defect / f"{image.stem}{mask_ext}"
-                    samples.append(Sample(image, 1, require_mask(image, mask), defect))
-        return samples
+
+        def mask_of(defect, image):
+            return root / "ground_truth" / defect / f"{image.stem}{mask_ext}"
+
+        return parse_type_folders(root, split, "ok", IMAGE_EXTENSIONS, mask_of, self.layout_help)

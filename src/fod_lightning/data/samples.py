@@ -1,5 +1,6 @@
 """Sample tables: what a benchmark folder holds, checked before any training starts."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,3 +34,32 @@ def require_mask(image: Path, mask: Path) -> Path:
     if not mask.is_file():
         raise DatasetLayoutError(f"anomalous image {image} has no mask at {mask}: add the mask or remove the image")
     return mask
+
+
+def parse_type_folders(
+    category_root: Path,
+    split: str,
+    normal: str,
+    extensions: tuple[str, ...],
+    mask_of: Callable[[str, Path], Path],
+    layout_help: str,
+) -> list[Sample]:
+    """Samples of ``<category_root>/<split>/<type>/<image>``, sorted by (type, file name).
+
+    Args:
+        normal: name of the normal type folder (``good``, ``ok``); only it is read for ``train``.
+        extensions: image file extensions to list (lower case, with dot).
+        mask_of: (defect type, image path) -> expected mask path of an anomalous image.
+    """
+    split_dir = require_dir(category_root / split, f"{split} folder", f"expected layout: {layout_help}")
+    samples = []
+    for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        defect = type_dir.name
+        if split == "train" and defect != normal:
+            continue
+        for image in list_images(type_dir, extensions):
+            if defect == normal:
+                samples.append(Sample(image, 0, None, defect))
+            else:
+                samples.append(Sample(image, 1, require_mask(image, mask_of(defect, image)), defect))
+    return samples
