@@ -129,3 +129,15 @@ def test_default_main_job_reaches_the_stated_auroc(make_config, tmp_path):
     """`make run`'s job (embedded benchmark, default config): the README's >= 0.90 claims."""
     results = run(make_config("~callbacks.progress_bar", "trainer.enable_progress_bar=false", tiny=False))
     assert results["mean"]["image_auroc"] >= 0.90 and results["mean"]["pixel_auroc"] >= 0.90
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Plain DDP (no unused-parameter search) trains, syncs the metrics and writes one results file."""
+    proc = cli("data.category=brick", "data.n_train=4", "data.n_test_good=2", "data.n_test_per_defect=1",
+               "data.image_size=64", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+               "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.strategy=ddp",
+               f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["categories"]["brick"]["epochs"] == 2 and "pixel_aupro" in results["categories"]["brick"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning import Callback
-from torchmetrics.classification import BinaryROC
+from torchmetrics.functional.classification import binary_roc
 
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fod_lightning.metrics import BinaryF1Max
@@ -16,7 +16,8 @@ class TestPictures(Callback):
     """Collects the test predictions of one category and draws them.
 
     One normalisation per category (min and max over all its test maps), so normal images do not
-    look anomalous; predicted masks use the pixel F1-max threshold.
+    look anomalous; predicted masks use the pixel F1-max threshold. Under DDP, rank zero draws the
+    test images of its own shard.
 
     Args:
         dirpath: output folder (``<run>/<category>/pictures``).
@@ -79,7 +80,7 @@ class TestPictures(Callback):
         masks = np.stack([it["mask"] for it in self.items])
         if not masks.any():
             return 0.5
-        f1 = BinaryF1Max()
+        f1 = BinaryF1Max(sync_on_compute=False)  # rank zero alone draws: no cross-process sync
         f1.update(torch.from_numpy(normalised).flatten(), torch.from_numpy(masks).flatten().bool())
         f1.compute()
         return float(f1.threshold)
@@ -87,7 +88,7 @@ class TestPictures(Callback):
     def _curves(self, scores: np.ndarray, labels: np.ndarray, category: str) -> None:
         if len(set(labels.tolist())) < 2:
             return  # a ROC curve needs both classes
-        fpr, tpr, _ = BinaryROC()(torch.from_numpy(scores), torch.from_numpy(labels))
+        fpr, tpr, _ = binary_roc(torch.from_numpy(scores), torch.from_numpy(labels))
         auroc = float(torch.trapezoid(tpr, fpr))
         roc_and_histogram(fpr.numpy(), tpr.numpy(), scores, labels, auroc, category, self.dirpath / "roc_histogram.png")
 
