@@ -141,3 +141,27 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["categories"]["brick"]["epochs"] == 2 and "pixel_aupro" in results["categories"]["brick"]
+
+
+def test_evaluate_a_saved_checkpoint_without_training(make_config, tmp_path):
+    first = run(make_config("data.category=brick"))["categories"]["brick"]
+    ckpt = tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt"
+    again = run(make_config("data.category=brick", "train=false", f"ckpt_path={ckpt}"))["categories"]["brick"]
+    assert again["image_auroc"] == pytest.approx(first["image_auroc"])
+    assert again["pixel_aupro"] == pytest.approx(first["pixel_aupro"])
+
+
+def test_checkpoints_that_could_run_code_are_refused(make_config, tmp_path):
+    import torch
+
+    from fod_lightning.errors import ConfigError
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"state_dict": Evil()}, tmp_path / "evil.ckpt")
+    with pytest.raises(ConfigError, match="was not loaded, since that could run code"):
+        run(make_config("data.category=brick", "train=false", f"ckpt_path={tmp_path / 'evil.ckpt'}"))
+    with pytest.raises(ConfigError, match="does not exist: fix ckpt_path"):
+        run(make_config("data.category=brick", f"ckpt_path={tmp_path / 'none.ckpt'}"))

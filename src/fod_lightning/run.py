@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fod_lightning.errors import one_line, user_error
+from fod_lightning.errors import ConfigError, one_line, user_error
 from fod_lightning.plots import metric_bars
 from fod_lightning.results import METRICS, build_results, format_table, write_results, write_tables
 
@@ -50,14 +50,17 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
             lg.log_hyperparams(resolved_config(cfg))
         start = time.perf_counter()
         train, ckpt_path = cfg.get("train", True), cfg.get("ckpt_path")
+        if ckpt_path:
+            check_checkpoint(Path(ckpt_path))
         if train:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         metrics = {}
         if cfg.get("test", True):
             # Without training, the weights (and reference features) come from ckpt_path.
+            test_ckpt = None if train else ckpt_path
             (tested,) = trainer.test(
-                model, datamodule=datamodule, ckpt_path=None if train else ckpt_path, verbose=False
+                model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
             )
             metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
     finally:
@@ -68,6 +71,20 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         result["note"] = "no ground-truth masks: pixel metrics skipped"
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
     return result
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse missing files and checkpoints that hold more than tensors and plain data: loading
+    never executes code from the file."""
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist: fix ckpt_path")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise ConfigError(
+            f"checkpoint {path} is not a plain fod_lightning checkpoint ({type(err).__name__}); it was not "
+            "loaded, since that could run code from the file: use a checkpoint written by this project"
+        ) from err
 
 
 def resolved_config(cfg: DictConfig) -> dict:
