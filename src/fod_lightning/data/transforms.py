@@ -1,5 +1,6 @@
 """Joint image + mask transforms (albumentations) and image reading."""
 
+from functools import partial
 from pathlib import Path
 
 import albumentations as A
@@ -26,6 +27,34 @@ def augmentations() -> list[A.BasicTransform]:
     ]
 
 
+def resized_shape(height: int, width: int, size: int, square: bool) -> tuple[int, int]:
+    """(h, w) after the authors' torchvision ``Resize((S, S))`` (square) or ``Resize(S)`` (shorter
+    side to S, the longer one truncated to int, aspect kept)."""
+    if square:
+        return size, size
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+def _resize_crop(array: np.ndarray, size: int, square: bool, resample: int, **_) -> np.ndarray:
+    h, w = resized_shape(array.shape[0], array.shape[1], size, square)
+    out = np.asarray(Image.fromarray(array).resize((w, h), resample))
+    # torchvision's CenterCrop offsets: int(round(d / 2)), Python's round-half-to-even.
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return out[top : top + size, left : left + size].copy()  # writable, contiguous
+
+
+def authors_geometry(size: int, square: bool) -> A.Lambda:
+    """The authors' resize (and centre crop), done by PIL as theirs: LANCZOS for images, NEAREST
+    for masks; pixel-identical to their torchvision pipeline (tested)."""
+    return A.Lambda(
+        image=partial(_resize_crop, size=size, square=square, resample=Image.Resampling.LANCZOS),
+        mask=partial(_resize_crop, size=size, square=square, resample=Image.Resampling.NEAREST),
+        p=1.0,
+    )
+
+
 def build_transform(image_size: int, resize: str = "square", augment: bool = False) -> A.Compose:
     """Resize image and mask together, normalise the image (ImageNet), convert to tensors.
 
@@ -37,16 +66,9 @@ def build_transform(image_size: int, resize: str = "square", augment: bool = Fal
     """
     if image_size % 16:
         raise ConfigError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
-    # INTER_AREA is antialiased like the authors' PIL LANCZOS; masks always use nearest.
-    if resize == "square":
-        geometry = [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)]
-    elif resize == "shorter_side_crop":
-        geometry = [
-            A.SmallestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA),
-            A.CenterCrop(image_size, image_size),
-        ]
-    else:
+    if resize not in RESIZE_MODES:
         raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
+    geometry = [authors_geometry(image_size, square=resize == "square")]
     extra = augmentations() if augment else []
     return A.Compose([*geometry, *extra, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
 
