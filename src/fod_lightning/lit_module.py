@@ -8,7 +8,7 @@ from lightning import LightningModule
 from fod_lightning.data.batch import Batch
 from fod_lightning.metrics import AnomalyMetrics
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod import FOD
+from fod_lightning.models.fod import FOD, AnomalyPrediction
 from fod_lightning.models.losses import phase_objectives, stage_losses
 from fod_lightning.models.reference import mean_feature_maps
 
@@ -116,7 +116,7 @@ class FODLitModule(LightningModule):
         return self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
 
     # --------------------------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: Batch, stage: str) -> None:
+    def _eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
         pred = self.net.predict(batch.image)
         self.metrics[stage].update(pred.image_score, batch.label, pred.anomaly_map, batch.mask)
         return pred
@@ -125,7 +125,7 @@ class FODLitModule(LightningModule):
         # The metric states are synchronised across processes inside compute().
         values = self.metrics[stage].compute()
         if stage == "val":  # kept for pictures under from_train (raw map units)
-            self.val_pixel_threshold = getattr(self.metrics[stage], "pixel_threshold", None)
+            self.val_pixel_threshold = self.metrics[stage].pixel_threshold
         self.metrics[stage].reset()
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
@@ -135,13 +135,13 @@ class FODLitModule(LightningModule):
                     self.best[key] = (float(value), self.current_epoch)
                 self.log(f"{stage}/{name}_best", self.best[key][0])
 
-    def validation_step(self, batch: Batch, batch_idx: int):
+    def validation_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
         return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: Batch, batch_idx: int):
+    def test_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
         return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
