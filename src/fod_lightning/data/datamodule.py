@@ -75,14 +75,19 @@ class AnomalyDataModule(LightningDataModule):
                 f"unknown {cls.benchmark} category {category!r}: use one of {', '.join(cls.categories)} or all"
             )
 
-    @property
-    def category_root(self) -> Path:
+    root_holds: str = "the category folders"  # what data.root must contain, for the error message
+
+    def require_root(self) -> Path:
         if not self.root.is_dir():
             raise DatasetLayoutError(
-                f"{self.benchmark} root {self.root} does not exist: set data.root to the folder that holds the "
-                f"category folders. {self.layout_help}"
+                f"{self.benchmark} root {self.root} does not exist: set data.root to the folder that holds "
+                f"{self.root_holds}. {self.layout_help}"
             )
-        return self.root / self.category
+        return self.root
+
+    @property
+    def category_root(self) -> Path:
+        return self.require_root() / self.category
 
     def parse(self, split: str) -> list[Sample]:
         """The sorted sample table of ``split`` (``train`` or ``test``)."""

@@ -15,12 +15,17 @@ def check_samples(samples: list[Sample]) -> None:
     mask must have its image's size (reads headers only, no pixels)."""
     for sample in samples:
         size = _header_size(sample.image_path, "image")
-        if sample.mask_path is not None and _header_size(sample.mask_path, "mask") != size:
-            mask_size = _header_size(sample.mask_path, "mask")
-            raise DatasetLayoutError(
-                f"mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} but image {sample.image_path} is "
-                f"{size[0]}x{size[1]}: masks must have their image's size"
-            )
+        if sample.mask_path is not None:
+            check_mask_size(sample, _header_size(sample.mask_path, "mask"), size)
+
+
+def check_mask_size(sample: Sample, mask_wh: tuple[int, int], image_wh: tuple[int, int]) -> None:
+    """Sizes are (width, height)."""
+    if mask_wh != image_wh:
+        raise DatasetLayoutError(
+            f"mask {sample.mask_path} is {mask_wh[0]}x{mask_wh[1]} but image {sample.image_path} is "
+            f"{image_wh[0]}x{image_wh[1]}: masks must have their image's size"
+        )
 
 
 def _header_size(path, what: str) -> tuple[int, int]:
@@ -48,11 +53,7 @@ class AnomalyDataset(Dataset):
             mask = np.zeros(image.shape[:2], dtype=np.uint8)
         else:
             mask = read_mask(sample.mask_path)
-            if mask.shape != image.shape[:2]:
-                raise DatasetLayoutError(
-                    f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image_path} is "
-                    f"{image.shape[1]}x{image.shape[0]}: masks must have their image's size"
-                )
+            check_mask_size(sample, mask.shape[::-1], image.shape[1::-1])
         out = self.transform(image=image, mask=mask)
         return {
             "image": out["image"],

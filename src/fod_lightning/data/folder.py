@@ -40,6 +40,7 @@ class FolderDataModule(AnomalyDataModule):
 
     benchmark = "folder"
     categories = ("folder",)
+    root_holds = "your image folders"
     resize = "square"
     layout_help = (
         "folder layout: <root>/<normal_dir>/*, <root>/<abnormal_dir>/* per defect type, optional "
@@ -71,12 +72,7 @@ class FolderDataModule(AnomalyDataModule):
 
     @property
     def category_root(self) -> Path:
-        if not self.root.is_dir():
-            raise DatasetLayoutError(
-                f"folder root {self.root} does not exist: set data.root to the folder that holds your image "
-                f"folders. {self.layout_help}"
-            )
-        return self.root
+        return self.require_root()  # one category: the root itself
 
     def _images(self, folder: str, what: str) -> list[Path]:
         path = require_dir(self.category_root / folder, what, f"check data.{what} ({self.layout_help})")

@@ -1,7 +1,7 @@
 """MVTec 3D-AD (Bergmann et al., VISAPP 2022), RGB images only, in its published on-disk layout."""
 
 from fod_lightning.data.datamodule import AnomalyDataModule
-from fod_lightning.data.samples import Sample, list_images, require_dir, require_mask
+from fod_lightning.data.samples import Sample, parse_type_folders
 
 MVTEC3D_CATEGORIES = (
     "bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope", "tire",
@@ -32,21 +32,11 @@ class MVTec3DDataModule(AnomalyDataModule):
         self.use_validation = use_validation
 
     def _parse_split(self, split: str, normal_only: bool) -> list[Sample]:
-        root = self.category_root
-        split_dir = require_dir(root / split, f"{split} folder", f"expected layout: {self.layout_help}")
-        samples = []
-        for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            defect = type_dir.name
-            if normal_only and defect != "good":
-                continue
-            rgb = require_dir(type_dir / "rgb", "RGB folder", f"expected layout: {self.layout_help}")
-            for image in list_images(rgb, (".png",)):
-                if defect == "good":
-                    samples.append(Sample(image, 0, None, defect))
-                else:
-                    mask = type_dir / "gt" / f"{image.stem}.png"
-                    samples.append(Sample(image, 1, require_mask(image, mask), defect))
-        return samples
+        def mask_of(defect, image):
+            return image.parent.parent / "gt" / f"{image.stem}.png"  # <type>/rgb/x.png -> <type>/gt/x.png
+
+        return parse_type_folders(self.category_root, split, "good", (".png",), mask_of, self.layout_help,
+                                  image_subdir="rgb", normal_only=normal_only)  # fmt: skip
 
     def parse(self, split: str) -> list[Sample]:
         if split == "test":

@@ -43,21 +43,29 @@ def parse_type_folders(
     extensions: tuple[str, ...],
     mask_of: Callable[[str, Path], Path],
     layout_help: str,
+    image_subdir: str = "",
+    normal_only: bool | None = None,
 ) -> list[Sample]:
-    """Samples of ``<category_root>/<split>/<type>/<image>``, sorted by (type, file name).
+    """Samples of ``<category_root>/<split>/<type>[/<image_subdir>]/<image>``, sorted by (type, file name).
 
     Args:
-        normal: name of the normal type folder (``good``, ``ok``); only it is read for ``train``.
+        normal: name of the normal type folder (``good``, ``ok``).
         extensions: image file extensions to list (lower case, with dot).
         mask_of: (defect type, image path) -> expected mask path of an anomalous image.
+        image_subdir: folder inside each type folder that holds the images (MVTec 3D-AD: ``rgb``).
+        normal_only: read only the normal type folder; default: for ``train`` only.
     """
+    normal_only = split == "train" if normal_only is None else normal_only
     split_dir = require_dir(category_root / split, f"{split} folder", f"expected layout: {layout_help}")
     samples = []
     for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         defect = type_dir.name
-        if split == "train" and defect != normal:
+        if normal_only and defect != normal:
             continue
-        for image in list_images(type_dir, extensions):
+        folder = type_dir
+        if image_subdir:
+            folder = require_dir(type_dir / image_subdir, f"{image_subdir} folder", f"expected layout: {layout_help}")
+        for image in list_images(folder, extensions):
             if defect == normal:
                 samples.append(Sample(image, 0, None, defect))
             else:
