@@ -67,8 +67,8 @@ def test_reference_is_the_mean_pooled_map_and_broadcasts_over_batches():
     outs = model(torch.randn(5, 3, 32, 48))  # batch 5, not the reference count
     assert outs[0].grid == (4, 6) and outs[1].grid == (2, 3)
     assert outs[0].reconstruction.shape == (5, 24, 3)
-    assert outs[0].inter.correlations[0].shape == (5, 2, 24, 24)
-    assert len(outs[1].intra.targets) == 2
+    assert outs[0].inter.layers[0].discrepancy.shape == (5, 24)
+    assert len(outs[1].intra.layers) == 2
 
 
 def test_reference_buffers_round_trip_through_a_state_dict():
@@ -89,18 +89,36 @@ def test_image_size_mismatch_with_reference_is_explained():
         model(torch.randn(1, 3, 64, 64))
 
 
-def numpy_patch_score(out, b):
-    """Reference section 5 for image b, written out in numpy float64 from the raw stage output."""
+def inter_maps(model, images):
+    """Per stage, the materialised (C, T) of every cross-attention layer, from the inputs each layer saw."""
+    calls = []
+    hooks = [
+        layer.cross_attention.register_forward_hook(lambda m, args, out, i=i: calls.append((i, m, args)))
+        for i, stage in enumerate(model.stages)
+        for layer in stage.encoder.encode_layers
+    ]
+    outs = model(images)
+    for hook in hooks:
+        hook.remove()
+    maps = [[] for _ in outs]
+    for i, module, (query, key_value, _) in calls:
+        maps[i].append(module.correlation_maps(query, key_value, outs[i].grid))
+    return outs, maps
+
+
+def numpy_patch_score(out, maps, b):
+    """Reference section 5 for image b, written out in numpy float64 from the raw stage output and the
+    materialised correlations and targets ``maps`` [(C, T) per layer]."""
     x = out.tokens[b].detach().double().numpy()
     x_hat = out.reconstruction[b].detach().double().numpy()
     cos = (x * x_hat).sum(-1) / np.maximum(np.linalg.norm(x, axis=-1) * np.linalg.norm(x_hat, axis=-1), 1e-8)
     s_rec = ((x - x_hat) ** 2).mean(-1) + 1 - cos
     d = 0
-    for c, t in zip(out.inter.correlations, out.inter.targets):
+    for c, t in maps:
         c, t = c[b].detach().double().numpy(), t[b].detach().double().numpy()  # (H, L, S)
         kl_ct = (c * (np.log(c + 1e-4) - np.log(t + 1e-4))).sum(-1).mean(0)
         kl_tc = (t * (np.log(t + 1e-4) - np.log(c + 1e-4))).sum(-1).mean(0)
-        d = d + (kl_ct + kl_tc) / len(out.inter.correlations)
+        d = d + (kl_ct + kl_tc) / len(maps)
     p = np.exp(-d - (-d).max())
     p = p / p.sum()  # softmax over the image's patches
     return s_rec * (p.max() - p)
@@ -125,9 +143,10 @@ def test_predict_follows_the_authors_scoring():
     model.reference.set(mean_feature_maps([torch.randn(2, 3, 32, 32)], model.pooled_features))
     images = torch.randn(2, 3, 32, 32)
     pred = model.predict(images)
-    outs = model(images)
+    with torch.no_grad():
+        outs, layer_maps = inter_maps(model, images)
     for b in range(2):
-        maps = [bilinear_align_corners(numpy_patch_score(o, b).reshape(o.grid), 32) for o in outs]
+        maps = [bilinear_align_corners(numpy_patch_score(o, m, b).reshape(o.grid), 32) for o, m in zip(outs, layer_maps)]
         expected = np.mean(maps, axis=0)
         np.testing.assert_allclose(pred.anomaly_map[b].numpy(), expected, rtol=1e-4, atol=1e-7)
         blurred = scipy.ndimage.gaussian_filter(expected, sigma=4)
@@ -141,7 +160,7 @@ def test_ablations_pick_the_authors_score(with_intra, with_inter, score):
     assert hasattr(model.stages[0], "ref_embedding") == with_inter
     model.reference.set(mean_feature_maps([torch.randn(1, 3, 32, 32)], model.pooled_features))
     out = model(torch.randn(1, 3, 32, 32))[0]
-    assert bool(out.intra.correlations) == with_intra and not out.inter.correlations
+    assert bool(out.intra.layers) == with_intra and not out.inter.layers
     assert model.predict(torch.randn(1, 3, 32, 32)).anomaly_map.shape == (1, 32, 32)
 
 

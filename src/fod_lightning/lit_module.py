@@ -1,11 +1,13 @@
 """LightningModule around the pure torch FOD model."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from lightning import LightningModule
 
 from fod_lightning.data.batch import Batch
+from fod_lightning.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.metrics import AnomalyMetrics
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod import FOD, AnomalyPrediction
@@ -28,6 +30,9 @@ class FODLitModule(LightningModule):
         lambda1, lambda2: discrepancy and entropy weights (0.5, 0.5).
         pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``
             (constant memory; see :class:`fod_lightning.metrics.AnomalyMetrics`).
+        feature_cache: ``memory`` (default) computes the training images' backbone features once per
+            category when nothing augments them, ``disk`` also keeps them in ``feature_cache_dir`` for
+            later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.feature_cache`).
         Remaining arguments: see :class:`fod_lightning.models.FOD`.
     """
 
@@ -49,6 +54,10 @@ class FODLitModule(LightningModule):
         lambda2: float = 0.5,
         pixel_thresholds: int | None = None,
         pixel_score_range: tuple[float, float] = (0.0, 1.0),
+        block_elements: int | None = None,
+        compile_correlation: bool = False,
+        feature_cache: str = "memory",
+        feature_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         # plain types keep checkpoints weights_only-loadable
@@ -58,8 +67,9 @@ class FODLitModule(LightningModule):
         self.optimizer_factory = optimizer
         self.net = FOD(
             backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
-            attention_out_proj, score, blur_sigma,
+            attention_out_proj, score, blur_sigma, block_elements, compile_correlation,
         )  # fmt: skip
+        self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
         self.metrics = torch.nn.ModuleDict()
         self.best: dict[str, tuple[float, int]] = {}
         self.val_pixel_threshold: float | None = None
@@ -76,8 +86,31 @@ class FODLitModule(LightningModule):
 
     # ----------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
-        if not self.net.reference.is_set:
+        datamodule = self.trainer.datamodule
+        if self.feature_cache.enabled and datamodule.training_images_fixed:
+            maps = self.training_features()
+            datamodule.use_train_features(maps)
+            if not self.net.reference.is_set:  # the same images: their mean is the reference
+                self.net.reference.set([m.double().mean(dim=0) for m in maps])
+        elif not self.net.reference.is_set:
             self.compute_reference()
+
+    def training_features(self) -> list[torch.Tensor]:
+        """Pooled backbone maps (N, C, h, w) of every image of the reference split, once per category."""
+        datamodule = self.trainer.datamodule
+        images = [s.image_path for s in datamodule.split("reference").samples]
+        backbone = self.net.backbone
+        checkpoint = backbone.weights_source
+        settings = {
+            "backbone": backbone.name,
+            "strides": list(backbone.strides),
+            "weights": file_identity(Path(checkpoint)) if Path(checkpoint).is_file() else checkpoint,
+            "image_size": datamodule.image_size,
+            "resize": datamodule.resize,
+            "normalisation": "imagenet",
+        }
+        batches = (b.image.to(self.device) for b in datamodule.reference_dataloader())
+        return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
 
     @torch.no_grad()
     def compute_reference(self) -> None:
@@ -87,8 +120,9 @@ class FODLitModule(LightningModule):
         self.net.reference.set(mean_feature_maps(images, self.net.pooled_features))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        total = batch.image.new_zeros(())
-        for i, out in enumerate(self.net(batch.image)):
+        maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)
+        total = maps[0].new_zeros(())
+        for i, out in enumerate(self.net.forward_features(maps)):
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
             total = total + loss1 + loss2

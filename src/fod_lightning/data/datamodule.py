@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
+from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import build_transform
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
@@ -122,14 +123,36 @@ class AnomalyDataModule(LightningDataModule):
         self.setup()
         return self._splits[name]
 
+    @property
+    def training_images_fixed(self) -> bool:
+        """True when a training image always gives the same network input (no augmentation), so its
+        backbone features can be computed once; they are then those of the ``reference`` split."""
+        return not self.augment
+
+    def use_train_features(self, maps: list) -> None:
+        """Serve training batches from precomputed per-stage maps (N, C, h, w) of the ``reference``
+        split's images, in its order, instead of decoding images every epoch."""
+        if not self.training_images_fixed:
+            raise RuntimeError("training features cannot be cached while data.augment=true")
+        self._splits["train"] = FeatureDataset(maps, self.split("reference").samples)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Page-locked batches when training on a GPU (faster, asynchronous host-to-device copies)."""
+        trainer = self.trainer
+        return trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.split(split)
+        cached = isinstance(dataset, FeatureDataset)  # in memory: no workers needed
         return DataLoader(
-            self.split(split),
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=Batch.collate,
-            persistent_workers=self.num_workers > 0,
+            num_workers=0 if cached else self.num_workers,
+            collate_fn=collate_feature_batch if cached else Batch.collate,
+            persistent_workers=self.num_workers > 0 and not cached,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -3,9 +3,12 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fod_lightning.errors import ConfigError
+from fod_lightning.models.correlation import RowDiscrepancy, fused_correlation
+from fod_lightning.models.divergence import entropy, kl_divergence
 
 
 def squared_grid_distances(grid: tuple[int, int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,16 +56,29 @@ class CorrelationAttention(nn.Module):
         n_heads: H.
         out_proj: apply ``out_projection`` to the attention output. The authors compute it and discard
             the result, so ``False`` (no projection) is the faithful default.
-        dropout: dropout on the correlation map (0 in the paper).
+        dropout: dropout on the correlation map (0 in the paper). While it is active (training with
+            dropout > 0) the correlation is materialised and, as the authors do, the losses see the
+            correlation after dropout; otherwise the lean fused path computes the same values.
+        block_elements: temporaries per block of the fused path (None: chosen by device).
+        compiled: run the fused path's block kernels through torch.compile.
     """
 
-    def __init__(self, d_model: int, n_heads: int, out_proj: bool = False, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        out_proj: bool = False,
+        dropout: float = 0.0,
+        block_elements: int | None = None,
+        compiled: bool = False,
+    ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ConfigError(f"model.d_models: width {d_model} is not divisible by model.n_heads={n_heads}")
         self.n_heads = n_heads
         self.scale = 1.0 / math.sqrt(d_model // n_heads)
         self.apply_out_proj = out_proj
+        self.block_elements, self.compiled = block_elements, compiled
         self.query_projection = nn.Linear(d_model, d_model)
         self.key_projection = nn.Linear(d_model, d_model)
         self.value_projection = nn.Linear(d_model, d_model)
@@ -75,37 +91,70 @@ class CorrelationAttention(nn.Module):
         self,
         query: torch.Tensor,
         key_value: torch.Tensor,
-        distances: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        offsets: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, RowDiscrepancy | None]:
         """Attend from ``query`` (B, L, D) to ``key_value`` (B or 1, S, D).
 
         Args:
-            distances: (dy2, dx2), each (L, S); ``None`` skips the sigma head and the target.
+            offsets: :func:`grid_offsets` of the token grid ((L, h), (L, w)); ``None`` gives plain
+                attention without the sigma head and the target (and without statistics).
 
         Returns:
-            out (B, L, D); correlation (B, H, L, S) softmax over keys; target (B, H, L, S) row-normalised
-            Gaussian prior (``None`` when ``distances`` is ``None``).
+            out (B, L, D) and the per-query :class:`RowDiscrepancy` (``None`` when ``offsets`` is).
         """
         b, length, d = query.shape
-        s = key_value.shape[1]
         h = self.n_heads
         q = self.query_projection(query).view(b, length, h, d // h).transpose(1, 2)  # (B, H, L, E)
-        k = self.key_projection(key_value).view(-1, s, h, d // h).transpose(1, 2)  # (B|1, H, S, E)
-        v = self.value_projection(key_value).view(-1, s, h, d // h).transpose(1, 2)
-        correlation = torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1)  # (B, H, L, S)
-        out = (self.dropout(correlation) @ v).transpose(1, 2).reshape(b, length, d)
+        k = self.key_projection(key_value).view(key_value.shape[0], -1, h, d // h).transpose(1, 2)  # (B|1, H, S, E)
+        v = self.value_projection(key_value).view(key_value.shape[0], -1, h, d // h).transpose(1, 2)
+        if offsets is None:
+            p = self.dropout.p if self.training else 0.0
+            out, stats = F.scaled_dot_product_attention(q, k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1),
+                                                        dropout_p=p), None  # fmt: skip
+        else:
+            sigma = self.sigma(query)  # (B, H, L, 2)
+            # Diagnostic only (detached): mean and std of sigma_y, sigma_x in the last forward, for logging.
+            flat = sigma.detach().reshape(-1, 2)
+            self.last_sigma_stats = (flat.mean(dim=0), flat.std(dim=0))
+            if self.training and self.dropout.p > 0:
+                out, stats = self._materialised(q, k, v, sigma, offsets)
+            else:
+                inv = 1.0 / (2 * sigma.to(torch.promote_types(sigma.dtype, torch.float32)) ** 2)  # (B, H, L, 2)
+                out, stats = fused_correlation(self.scale * q, k, v, inv[..., 0], inv[..., 1], offsets,
+                                               self.block_elements, self.compiled)  # fmt: skip
+            out = out.to(v.dtype)
+        out = out.transpose(1, 2).reshape(b, length, d)
         if self.apply_out_proj:
             out = self.out_projection(out)
-        if distances is None:
-            return out, None, None
-        sigma = self.sigma(query)
-        # Diagnostic only (detached): mean and std of sigma_y, sigma_x in the last forward, for logging.
-        flat = sigma.detach().reshape(-1, 2)
-        self.last_sigma_stats = (flat.mean(dim=0), flat.std(dim=0))
-        return out, correlation, gaussian_target(sigma, *distances)
+        return out, stats
+
+    def _materialised(self, q, k, v, sigma, offsets) -> tuple[torch.Tensor, RowDiscrepancy]:
+        """The straightforward path with full (B, H, L, S) tensors; the losses see C after dropout."""
+        grid = (offsets[0].shape[1], offsets[1].shape[1])
+        correlation = self.dropout(torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1))
+        target = gaussian_target(sigma, *squared_grid_distances(grid, q.device))
+        stats = RowDiscrepancy(
+            discrepancy=kl_divergence(target.detach(), correlation) + kl_divergence(correlation, target.detach()),
+            target_discrepancy=kl_divergence(target, correlation.detach()) + kl_divergence(correlation.detach(), target),
+            entropy=entropy(correlation),
+        )
+        return correlation @ v, stats
+
+    def correlation_maps(
+        self, query: torch.Tensor, key_value: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Materialised correlation C and row-normalised target T, each (B, H, L, S), by the
+        straightforward formulas (no dropout); for diagnostics and tests, not used by training."""
+        b, length, d = query.shape
+        h = self.n_heads
+        q = self.query_projection(query).view(b, length, h, d // h).transpose(1, 2)
+        k = self.key_projection(key_value).view(key_value.shape[0], -1, h, d // h).transpose(1, 2)
+        correlation = torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1)
+        return correlation, gaussian_target(self.sigma(query), *squared_grid_distances(grid, query.device))
 
     def sigma(self, query: torch.Tensor) -> torch.Tensor:
-        """Per-query sigmas (B, H, L, 2) for diagnostics."""
+        """Per-query sigmas (B, H, L, 2): (sigma_y, sigma_x)."""
         b, length, _ = query.shape
         logits = self.sigma_projection(query).view(b, length, self.n_heads, 2).transpose(1, 2)
         return sigma_from_logits(logits)
+

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fod_lightning.models.attention import CorrelationAttention
+from fod_lightning.models.correlation import RowDiscrepancy
 
 
 class Mlp(nn.Module):
@@ -23,11 +24,11 @@ class Mlp(nn.Module):
 
 
 @dataclass
-class Correlations:
-    """Per-layer correlations and row-normalised targets of one branch, each (B, H, L, S)."""
+class BranchDiscrepancy:
+    """Per-layer row statistics of one branch, each (B, L) (see :class:`RowDiscrepancy`); empty when
+    the branch is off or its statistics were not asked for."""
 
-    correlations: list[torch.Tensor] = field(default_factory=list)
-    targets: list[torch.Tensor] = field(default_factory=list)
+    layers: list[RowDiscrepancy] = field(default_factory=list)
 
 
 class EncoderLayer(nn.Module):
@@ -38,10 +39,19 @@ class EncoderLayer(nn.Module):
     self-attention x + attn without targets.
     """
 
-    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float, out_proj: bool) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ffn_hidden: int,
+        dropout: float,
+        out_proj: bool,
+        block_elements: int | None = None,
+        compiled: bool = False,
+    ) -> None:
         super().__init__()
-        self.self_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout)
-        self.cross_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout)
+        self.self_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout, block_elements, compiled)
+        self.cross_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout, block_elements, compiled)
         self.ffn = Mlp(d_model, ffn_hidden, dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
@@ -51,20 +61,24 @@ class EncoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         reference: torch.Tensor | None,
-        distances: tuple[torch.Tensor, torch.Tensor],
+        offsets: tuple[torch.Tensor, torch.Tensor],
         with_intra: bool,
         with_inter: bool,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """x (B, L, D), reference (1|B, L, D) embedded reference tokens.
+        statistics: frozenset[str] = frozenset({"intra", "inter"}),
+    ) -> tuple[torch.Tensor, RowDiscrepancy | None, RowDiscrepancy | None]:
+        """x (B, L, D), reference (1|B, L, D) embedded reference tokens; ``statistics`` names the branches
+        whose row statistics are needed (the others run as plain attention when that is exact).
 
         Returns:
-            out (B, L, D), (intra corr, intra target) or None, (inter corr, inter target) or None.
+            out (B, L, D), intra and inter statistics (or None).
         """
         intra = inter = None
         if with_intra or not with_inter:
-            intra_out, *intra = self.self_attention(x, x, distances if with_intra else None)
+            wanted = with_intra and "intra" in statistics
+            intra_out, intra = self.self_attention(x, x, offsets if wanted else None)
         if with_inter:
-            inter_out, *inter = self.cross_attention(x, reference, distances)
+            wanted = "inter" in statistics
+            inter_out, inter = self.cross_attention(x, reference, offsets if wanted else None)
         if with_intra and with_inter:
             fused = (x + self.dropout(intra_out)) - (x + self.dropout(inter_out))
         elif with_inter:
@@ -73,7 +87,7 @@ class EncoderLayer(nn.Module):
             fused = x + self.dropout(intra_out)
         z = self.norm1(fused)
         out = self.norm2(z + self.ffn(z))
-        return out, (tuple(intra) if with_intra else None), (tuple(inter) if with_inter else None)
+        return out, intra, inter
 
 
 class Encoder(nn.Module):
@@ -88,15 +102,15 @@ class Encoder(nn.Module):
         self,
         x: torch.Tensor,
         reference: torch.Tensor | None,
-        distances: tuple[torch.Tensor, torch.Tensor],
+        offsets: tuple[torch.Tensor, torch.Tensor],
         with_intra: bool,
         with_inter: bool,
-    ) -> tuple[torch.Tensor, Correlations, Correlations]:
-        intra, inter = Correlations(), Correlations()
+        statistics: frozenset[str] = frozenset({"intra", "inter"}),
+    ) -> tuple[torch.Tensor, BranchDiscrepancy, BranchDiscrepancy]:
+        intra, inter = BranchDiscrepancy(), BranchDiscrepancy()
         for layer in self.encode_layers:
-            x, intra_pair, inter_pair = layer(x, reference, distances, with_intra, with_inter)
-            for branch, pair in ((intra, intra_pair), (inter, inter_pair)):
-                if pair is not None:
-                    branch.correlations.append(pair[0])
-                    branch.targets.append(pair[1])
+            x, intra_stats, inter_stats = layer(x, reference, offsets, with_intra, with_inter, statistics)
+            for branch, stats in ((intra, intra_stats), (inter, inter_stats)):
+                if stats is not None:
+                    branch.layers.append(stats)
         return self.norm(x), intra, inter

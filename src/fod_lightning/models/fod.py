@@ -7,15 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.models.attention import squared_grid_distances
 from fod_lightning.models.backbone import FeatureExtractor
+from fod_lightning.models.correlation import grid_offsets
 from fod_lightning.models.embedding import Embedding2D
-from fod_lightning.models.encoder import Correlations, Encoder, EncoderLayer
-from fod_lightning.models.losses import patch_discrepancy, reconstruction_error
+from fod_lightning.models.encoder import BranchDiscrepancy, Encoder, EncoderLayer
 from fod_lightning.models.reference import ReferenceFeatures
-from fod_lightning.models.smoothing import gaussian_blur
+from fod_lightning.models.scoring import SCORES, anomaly_map, image_scores, patch_scores
 
-SCORES = ("auto", "inter", "intra", "rec")
+BRANCHES = frozenset({"intra", "inter"})
 
 
 @dataclass
@@ -24,8 +23,8 @@ class StageOutput:
 
     tokens: torch.Tensor  # (B, L, C) pooled backbone tokens, also the reconstruction target
     reconstruction: torch.Tensor  # (B, L, C)
-    intra: Correlations  # per layer (B, H, L, L); empty when the branch is off
-    inter: Correlations
+    intra: BranchDiscrepancy  # per layer (B, L) row statistics; empty when off or not asked for
+    inter: BranchDiscrepancy
     grid: tuple[int, int]  # (h, w)
 
 
@@ -51,6 +50,8 @@ class FODStage(nn.Module):
         with_intra: bool,
         with_inter: bool,
         attention_out_proj: bool,
+        block_elements: int | None = None,
+        compiled: bool = False,
     ) -> None:
         super().__init__()
         self.with_intra, self.with_inter = with_intra, with_inter
@@ -58,12 +59,13 @@ class FODStage(nn.Module):
         if with_inter:
             self.ref_embedding = Embedding2D(in_channels, d_model, dropout)
         layers = [
-            EncoderLayer(d_model, n_heads, ffn_ratio * d_model, dropout, attention_out_proj) for _ in range(depth)
+            EncoderLayer(d_model, n_heads, ffn_ratio * d_model, dropout, attention_out_proj, block_elements, compiled)
+            for _ in range(depth)
         ]
         self.encoder = Encoder(layers, d_model)
         self.projection = nn.Linear(d_model, in_channels)
         self._freeze_unused(with_intra, with_inter, attention_out_proj)
-        self._distances: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._offsets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _freeze_unused(self, with_intra: bool, with_inter: bool, attention_out_proj: bool) -> None:
         """Parameters the forward never uses (kept for the authors' state-dict layout) are frozen, so
@@ -83,19 +85,28 @@ class FODStage(nn.Module):
             for module in unused:
                 module.requires_grad_(False)
 
-    def distances(self, grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def offsets(self, grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared grid offsets ((L, h), (L, w)) of the Gaussian targets, built once per grid and device."""
         key = (grid, device)
-        if key not in self._distances:
-            self._distances[key] = squared_grid_distances(grid, device)
-        return self._distances[key]
+        if key not in self._offsets:
+            self._offsets[key] = grid_offsets(grid, device)
+        return self._offsets[key]
 
-    def forward(self, tokens: torch.Tensor, grid: tuple[int, int], reference: torch.Tensor | None) -> StageOutput:
-        """tokens (B, L, C); reference (1, L, C) raw reference tokens (broadcast over the batch)."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        grid: tuple[int, int],
+        reference: torch.Tensor | None,
+        statistics: frozenset[str] = BRANCHES,
+    ) -> StageOutput:
+        """tokens (B, L, C); reference (1, L, C) raw reference tokens (broadcast over the batch);
+        ``statistics``: branches whose discrepancy/entropy rows are computed (training needs both)."""
         if tokens.shape[1] != grid[0] * grid[1]:
             raise ValueError(f"{tokens.shape[1]} tokens do not fill a {grid} grid")
         x = self.embedding(tokens, grid)
         ref = self.ref_embedding(reference, grid) if self.with_inter else None
-        x, intra, inter = self.encoder(x, ref, self.distances(grid, tokens.device), self.with_intra, self.with_inter)
+        offsets = self.offsets(grid, tokens.device)
+        x, intra, inter = self.encoder(x, ref, offsets, self.with_intra, self.with_inter, statistics)
         return StageOutput(tokens, self.projection(x), intra, inter, grid)
 
 
@@ -111,6 +122,9 @@ class FOD(nn.Module):
         score: patch score; ``auto`` follows the authors (inter if the inter branch is on, else intra,
             else reconstruction only).
         blur_sigma: Gaussian sigma (pixels) smoothing the map before the image score (max).
+        block_elements: size of the fused correlation's blocks (None: chosen by device; see
+            :mod:`fod_lightning.models.correlation`).
+        compile_correlation: run the fused correlation's block kernels through ``torch.compile``.
     """
 
     def __init__(
@@ -126,6 +140,8 @@ class FOD(nn.Module):
         attention_out_proj: bool = False,
         score: str = "auto",
         blur_sigma: float = 4.0,
+        block_elements: int | None = None,
+        compile_correlation: bool = False,
     ) -> None:
         super().__init__()
         if len(d_models) != len(backbone.channels):
@@ -139,7 +155,8 @@ class FOD(nn.Module):
         self.score, self.blur_sigma = score, blur_sigma
         self.backbone = backbone
         self.stages = nn.ModuleList(
-            FODStage(c, d, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter, attention_out_proj)
+            FODStage(c, d, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter, attention_out_proj,
+                     block_elements, compile_correlation)  # fmt: skip
             for c, d in zip(backbone.channels, d_models)
         )
         self.reference = ReferenceFeatures(len(self.stages))
@@ -149,39 +166,37 @@ class FOD(nn.Module):
         """Backbone maps smoothed by 3x3 average pooling (count_include_pad); each (B, C, h, w)."""
         return [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(images)]
 
-    def forward(self, images: torch.Tensor) -> list[StageOutput]:
+    def forward(self, images: torch.Tensor, statistics: frozenset[str] = BRANCHES) -> list[StageOutput]:
         """images (B, 3, H, W) normalised -> one StageOutput per stage."""
+        return self.forward_features(self.pooled_features(images), statistics)
+
+    def forward_features(self, maps: list[torch.Tensor], statistics: frozenset[str] = BRANCHES) -> list[StageOutput]:
+        """Pooled backbone maps, one (B, C, h, w) per stage (see :meth:`pooled_features`) -> StageOutputs."""
         outputs = []
-        for i, (stage, maps) in enumerate(zip(self.stages, self.pooled_features(images))):
-            grid = (maps.shape[2], maps.shape[3])
-            tokens = maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
+        for i, (stage, stage_maps) in enumerate(zip(self.stages, maps, strict=True)):
+            grid = (stage_maps.shape[2], stage_maps.shape[3])
+            tokens = stage_maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
             reference = self.reference.tokens(i) if self.with_inter else None
             if reference is not None and reference.shape[1] != tokens.shape[1]:
                 raise ConfigError(
                     f"reference features of stage {i} have {reference.shape[1]} tokens but the input gives "
                     f"{tokens.shape[1]}: the model was fitted at another image size"
                 )
-            outputs.append(stage(tokens, grid, reference))
+            outputs.append(stage(tokens, grid, reference, statistics))
         return outputs
 
     def patch_scores(self, out: StageOutput) -> torch.Tensor:
-        """Anomaly score per patch (B, L): s_rec times the branch score (reference section 5)."""
-        s_rec = reconstruction_error(out.reconstruction, out.tokens)
-        if self.score == "rec":
-            return s_rec
-        if self.score == "intra":
-            return s_rec * torch.softmax(-patch_discrepancy(out.intra), dim=-1)
-        p = torch.softmax(-patch_discrepancy(out.inter), dim=-1)
-        return s_rec * (p.max(dim=-1, keepdim=True).values - p)
+        """Anomaly score per patch (B, L) of one stage (reference section 5)."""
+        return patch_scores(self.score, out.reconstruction, out.tokens, out.intra, out.inter)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> AnomalyPrediction:
-        """images (B, 3, H, W) -> anomaly map (B, H, W) and image score (B,)."""
-        size = images.shape[-2:]
-        maps = []
-        for out in self.forward(images):
-            patch = self.patch_scores(out).view(-1, 1, *out.grid)
-            maps.append(F.interpolate(patch, size=size, mode="bilinear", align_corners=True)[:, 0])
-        anomaly_map = torch.stack(maps).mean(dim=0)
-        image_score = gaussian_blur(anomaly_map, self.blur_sigma).flatten(1).max(dim=1).values
-        return AnomalyPrediction(anomaly_map, image_score)
+        """images (B, 3, H, W) -> anomaly map (B, H, W) and image score (B,).
+
+        Only the scoring branch computes its row statistics; the other runs as plain attention.
+        """
+        statistics = frozenset({self.score}) & BRANCHES
+        outputs = self.forward(images, statistics)
+        maps = [self.patch_scores(out).float().view(-1, *out.grid) for out in outputs]
+        amap = anomaly_map(maps, tuple(images.shape[-2:]))
+        return AnomalyPrediction(amap, image_scores(amap, self.blur_sigma))

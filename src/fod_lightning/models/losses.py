@@ -5,38 +5,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from fod_lightning.models.encoder import Correlations
-
-EPS = 1e-4
-
-
-def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Head-averaged KL(P || Q) per query; p, q (B, H, L, S) row distributions -> (B, L)."""
-    return (p * (torch.log(p + eps) - torch.log(q + eps))).sum(dim=-1).mean(dim=1)
-
-
-def entropy(p: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Head-averaged entropy per query; p (B, H, L, S) -> (B, L)."""
-    return -(p * torch.log(p + eps)).sum(dim=-1).mean(dim=1)
-
-
-def symmetric_discrepancy(target: torch.Tensor, correlation: torch.Tensor) -> torch.Tensor:
-    """SD(T, C) = mean KL(T || C) + mean KL(C || T), a scalar."""
-    return kl_divergence(target, correlation).mean() + kl_divergence(correlation, target).mean()
-
-
-def patch_discrepancy(branch: Correlations) -> torch.Tensor:
-    """Layer-averaged KL(C || T) + KL(T || C) per patch (B, L), the scoring discrepancy."""
-    per_layer = [
-        kl_divergence(c, t) + kl_divergence(t, c) for c, t in zip(branch.correlations, branch.targets, strict=True)
-    ]
-    return torch.stack(per_layer).mean(dim=0)
-
-
-def reconstruction_error(reconstruction: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Per-patch squared error (mean over channels) + 1 - cosine; (B, L, C) pair -> (B, L)."""
-    mse = ((reconstruction - tokens) ** 2).mean(dim=-1)
-    return mse + 1 - F.cosine_similarity(reconstruction, tokens, dim=-1)
+from fod_lightning.models.encoder import BranchDiscrepancy
 
 
 @dataclass
@@ -55,19 +24,20 @@ class StageLosses:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
 
-def _branch_terms(branch: Correlations, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(corr, tgt, ent) averaged over the K layers, with the authors' stop-gradient placement."""
-    if not branch.correlations:
+def _branch_terms(branch: BranchDiscrepancy, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(corr, tgt, ent) averaged over the K layers, with the authors' stop-gradient placement:
+    corr = SD(stopgrad(T), C), tgt = SD(T, stopgrad(C)), ent = Ent(C), each a mean over (b, i)."""
+    if not branch.layers:
         return zero, zero, zero
-    k = len(branch.correlations)
-    corr = sum(symmetric_discrepancy(t.detach(), c) for c, t in zip(branch.correlations, branch.targets)) / k
-    tgt = sum(symmetric_discrepancy(t, c.detach()) for c, t in zip(branch.correlations, branch.targets)) / k
-    ent = sum(entropy(c).mean() for c in branch.correlations) / k
+    k = len(branch.layers)
+    corr = sum(layer.discrepancy.mean() for layer in branch.layers) / k
+    tgt = sum(layer.target_discrepancy.mean() for layer in branch.layers) / k
+    ent = sum(layer.entropy.mean() for layer in branch.layers) / k
     return corr, tgt, ent
 
 
 def stage_losses(
-    reconstruction: torch.Tensor, tokens: torch.Tensor, intra: Correlations, inter: Correlations
+    reconstruction: torch.Tensor, tokens: torch.Tensor, intra: BranchDiscrepancy, inter: BranchDiscrepancy
 ) -> StageLosses:
     """All loss components of one stage. reconstruction, tokens (B, L, C)."""
     rec = F.mse_loss(reconstruction, tokens) + (1 - F.cosine_similarity(reconstruction, tokens, dim=-1)).mean()
