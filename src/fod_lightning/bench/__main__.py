@@ -1,0 +1,218 @@
+"""python -m fod_lightning.bench: training and scoring time per image and peak memory, measured side by side
+in one process on the same images and weights, for (a) the authors' structure (``baseline``) and
+(b) fod_lightning at batch 1 and at larger batches. Prints ratios and writes a JSON record.
+
+    python -m fod_lightning.bench --device cpu --out experiments/perf/cpu.json
+    python -m fod_lightning.bench --device cuda --train-batches 8,16,32,64 --compile --bf16 --out gpu.json
+"""
+
+import argparse
+import copy
+import datetime
+import itertools
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from fod_lightning.bench import baseline
+from fod_lightning.bench.measure import PeakMemory, return_freed_memory_to_the_os, seconds_per_call
+from fod_lightning.data.textures import TexturesDataModule
+from fod_lightning.feature_cache import compute_maps
+from fod_lightning.models.backbone import FeatureExtractor
+from fod_lightning.models.fod import FOD
+from fod_lightning.models.losses import phase_objectives, stage_losses
+
+GIB = 1024**3
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m fod_lightning.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--widths", default="256,512", help="transformer width per stage")
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--data-root", default="data/fod_textures", help="embedded benchmark (built if missing)")
+    p.add_argument("--train-batches", default="1,2,4", help="fod_lightning training batch sizes to try")
+    p.add_argument("--eval-batch", type=int, default=8, help="fod_lightning scoring batch size")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per variant (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (compilation, allocator)")
+    p.add_argument("--baseline-repeats", type=int, default=None, help="timed baseline calls (default: --repeats)")
+    p.add_argument("--compile", action="store_true", help="also time compile_correlation=true at the best batch")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (projections) at the best batch")
+    p.add_argument("--skip-baseline", action="store_true", help="measure fod_lightning only (no ratios)")
+    p.add_argument("--out", default=None, help="JSON record to write")
+    return p.parse_args(argv)
+
+
+def load_images(root: str, size: int) -> torch.Tensor:
+    """All training images of the embedded benchmark's categories, (N, 3, S, S) normalised."""
+    images = []
+    for category in TexturesDataModule.categories:
+        dm = TexturesDataModule(root=root, category=category, image_size=size)
+        dataset = dm.split("reference")
+        images += [dataset[i]["image"] for i in range(len(dataset))]
+    return torch.stack(images)
+
+
+def build_net(args, device: torch.device, compiled: bool = False) -> FOD:
+    torch.manual_seed(0)
+    backbone = FeatureExtractor("tf_efficientnet_lite0", weights="efficientnet_lite0_package")
+    widths = tuple(int(w) for w in args.widths.split(","))
+    return FOD(backbone, widths, args.heads, args.depth, compile_correlation=compiled).to(device)
+
+
+def trainable(net: FOD) -> list[torch.nn.Parameter]:
+    return [p for p in net.parameters() if p.requires_grad]
+
+
+class Batches:
+    """Cycles over the images (or cached features) in batches of ``size``."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.index = itertools.cycle(range(0, n - size + 1, size))
+        self.size = size
+
+    def next(self) -> slice:
+        start = next(self.index)
+        return slice(start, start + self.size)
+
+
+def ours_step(net: FOD, optimizer, features: list[torch.Tensor], rows: slice, device, bf16: bool = False) -> None:
+    """fod_lightning's training step: cached features, fused correlation, one backward, one step."""
+    maps = [f[rows].to(device, non_blocking=True) for f in features]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        total = 0
+        for out in net.forward_features(maps):
+            total = total + sum(phase_objectives(stage_losses(out.reconstruction, out.tokens, out.intra, out.inter),
+                                                 0.5, 0.5))  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+
+
+def measure(name: str, step, device, repeats: int, batch: int, warmup: int = 1) -> dict:
+    """Warm up, then time ``repeats`` calls and record the peak memory of two more."""
+    for _ in range(warmup):
+        step()
+    seconds = seconds_per_call(step, device, repeats)
+    with PeakMemory(device) as mem:
+        step()
+        step()
+    row = {"variant": name, "batch": batch, "seconds_per_image": seconds / batch, "peak_memory_gib": mem.peak / GIB,
+           "added_memory_gib": mem.added / GIB, "added_memory_gib_per_image": mem.added / GIB / batch}  # fmt: skip
+    print(f"  {name:<34} batch {batch:>3}  {1000 * seconds / batch:10.2f} ms/image   "
+          f"peak {mem.peak / GIB:6.2f} GiB (+{mem.added / GIB:.2f})", flush=True)  # fmt: skip
+    return row
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def loss_parity(net: FOD, image: torch.Tensor) -> float:
+    """Relative difference of the two implementations' total loss on the same image and weights."""
+    probe = copy.deepcopy(net)
+    ours = 0.0
+    for out in probe(image):
+        ours += float(sum(phase_objectives(stage_losses(out.reconstruction, out.tokens, out.intra, out.inter),
+                                           0.5, 0.5)))  # fmt: skip
+    theirs = sum(baseline.train_step(probe, torch.optim.SGD(trainable(probe), lr=0.0), image))
+    return abs(ours - theirs) / abs(theirs)
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    device = torch.device(args.device)
+    return_freed_memory_to_the_os()
+    images = load_images(args.data_root, args.image_size)
+    net = build_net(args, device)
+    with torch.no_grad():
+        features = compute_maps((images[i : i + 16].to(device) for i in range(0, len(images), 16)), net.pooled_features)
+    if device.type == "cuda":
+        features = [f.pin_memory() for f in features]
+    net.reference.set([f.double().mean(0) for f in features])
+    print(f"fod_lightning bench on {machine(device)}: {len(images)} images of {args.image_size} px, "
+          f"widths {args.widths}, {args.heads} heads, {args.depth} layers", flush=True)  # fmt: skip
+    record = {"date": datetime.date.today().isoformat(), "machine": machine(device), "args": vars(args), "rows": []}
+    rows = record["rows"]
+
+    print("training", flush=True)
+    if not args.skip_baseline:
+        record["loss_relative_difference"] = loss_parity(net, images[:1].to(device))
+        print(f"  same weights, same image: total loss differs by {record['loss_relative_difference']:.1e} (relative)")
+        base = copy.deepcopy(net)
+        base_opt = torch.optim.Adam(trainable(base), lr=1e-4)
+        b1 = Batches(len(images), 1)
+        rows.append(measure("baseline (authors' structure)", lambda: baseline.train_step(
+            base, base_opt, images[b1.next()].to(device)), device, args.baseline_repeats or args.repeats, 1, args.warmup))  # fmt: skip
+        del base, base_opt
+    best = None
+    for size in (int(b) for b in args.train_batches.split(",")):
+        ours, batches = copy.deepcopy(net), Batches(len(images), size)
+        opt = torch.optim.Adam(trainable(ours), lr=1e-4)
+        row = measure("fod_lightning", lambda: ours_step(ours, opt, features, batches.next(), device), device,
+                      args.repeats, size, args.warmup)  # fmt: skip
+        rows.append(row)
+        best = row if best is None or row["seconds_per_image"] < best["seconds_per_image"] else best
+        del ours, opt
+    extras = [("fod_lightning + bf16 autocast", False, True)] if args.bf16 else []
+    extras += [("fod_lightning + torch.compile", True, False)] if args.compile else []
+    for name, compiled, bf16 in extras:
+        ours = build_net(args, device, compiled=compiled)
+        ours.load_state_dict(net.state_dict())
+        batches, opt = Batches(len(images), best["batch"]), torch.optim.Adam(trainable(ours), lr=1e-4)
+        rows.append(measure(name, lambda: ours_step(ours, opt, features, batches.next(), device, bf16), device,
+                            args.repeats, best["batch"], args.warmup))  # fmt: skip
+        del ours, opt
+
+    print("scoring", flush=True)
+    net.eval()
+    if not args.skip_baseline:
+        b1 = Batches(len(images), 1)
+        rows.append(measure("baseline scoring (authors' test)", lambda: baseline.score(
+            net, images[b1.next()].to(device)), device, args.baseline_repeats or args.repeats, 1, args.warmup))  # fmt: skip
+    eb = Batches(len(images), args.eval_batch)
+    rows.append(measure("fod_lightning scoring", lambda: net.predict(images[eb.next()].to(device)), device,
+                        args.repeats, args.eval_batch, args.warmup))  # fmt: skip
+    record["ratios"] = ratios(rows)
+    for key, value in record["ratios"].items():
+        print(f"  {key}: {value:.2f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(record, indent=1))
+        print(f"record: {args.out}")
+    return record
+
+
+def ratios(rows: list[dict]) -> dict[str, float]:
+    """Speed-ups and memory fractions of fod_lightning against the baseline (batch 1 and best batch)."""
+    by = {(r["variant"], r["batch"]): r for r in rows}
+    base = by.get(("baseline (authors' structure)", 1))
+    base_score = by.get(("baseline scoring (authors' test)", 1))
+    ours = [r for r in rows if r["variant"] == "fod_lightning"]
+    out = {}
+    if base and ours:
+        b1 = by[("fod_lightning", 1)] if ("fod_lightning", 1) in by else ours[0]
+        best = min(ours, key=lambda r: r["seconds_per_image"])
+        out["training speed-up, batch 1"] = base["seconds_per_image"] / b1["seconds_per_image"]
+        out[f"training speed-up, best batch ({best['batch']})"] = base["seconds_per_image"] / best["seconds_per_image"]
+        out["training peak memory, batch 1 / baseline"] = b1["peak_memory_gib"] / base["peak_memory_gib"]
+        out["training added memory, batch 1 / baseline"] = b1["added_memory_gib"] / base["added_memory_gib"]
+    if base_score:
+        score = next(r for r in rows if r["variant"] == "fod_lightning scoring")
+        out["scoring speed-up"] = base_score["seconds_per_image"] / score["seconds_per_image"]
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Timing and peak-memory measurement for the benchmark (CPU RSS or the CUDA allocator's peak)."""
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def return_freed_memory_to_the_os() -> None:
+    """Make large CPU allocations use mmap (freed memory goes back to the OS at once), so the RSS peak
+    of one measurement is not hidden by memory kept from an earlier one. glibc only; a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: fixed, no dynamic growth
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def current_rss() -> int:
+    """Resident set size of this process in bytes (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+class PeakMemory:
+    """Peak memory while the block runs: the CUDA allocator's peak on a GPU, else the process RSS
+    sampled every millisecond by a thread (torch releases the GIL inside its kernels)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = self.start = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, current_rss())
+            time.sleep(0.001)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            return_freed_memory_to_the_os()
+            self.start = self.peak = current_rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, current_rss())
+
+    @property
+    def added(self) -> int:
+        """Peak minus what was held when the block started (model, data, framework)."""
+        return self.peak - self.start
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Mean wall time of ``fn`` over ``repeats`` calls (after the caller's warm-up), synchronised on GPUs."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / repeats

@@ -1,0 +1,23 @@
+"""Training-loop settings that the speed work relies on: validation cadence and the GPU preset."""
+
+import csv
+
+from fod_lightning.run import run
+
+
+def test_check_val_every_n_epoch_is_honoured(make_config, tmp_path):
+    run(make_config("data.category=brick", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
+                    "~callbacks.test_pictures"))  # fmt: skip
+    with open(tmp_path / "out" / "brick" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    validated = {row["epoch"] for row in rows if row.get("val/image_auroc")}
+    trained = {row["epoch"] for row in rows if row.get("train/loss")}
+    assert trained == {"0", "1"} and validated == {"1"}
+
+
+def test_gpu_preset_brings_batch_sizes_that_the_command_line_and_presets_override(make_config):
+    cfg = make_config("trainer=gpu", tiny=False)
+    assert (cfg.trainer.accelerator, cfg.data.batch_size, cfg.data.eval_batch_size) == ("gpu", 8, 32)
+    assert make_config("trainer=gpu", "data.batch_size=2", tiny=False).data.batch_size == 2
+    assert make_config("trainer=gpu", "experiment=paper_mvtec", tiny=False).data.batch_size == 1  # authors: 1
+    assert make_config("trainer=cpu", tiny=False).data.batch_size == 1
