@@ -146,7 +146,9 @@ def test_predict_follows_the_authors_scoring():
     with torch.no_grad():
         outs, layer_maps = inter_maps(model, images)
     for b in range(2):
-        maps = [bilinear_align_corners(numpy_patch_score(o, m, b).reshape(o.grid), 32) for o, m in zip(outs, layer_maps)]
+        maps = [
+            bilinear_align_corners(numpy_patch_score(o, m, b).reshape(o.grid), 32) for o, m in zip(outs, layer_maps)
+        ]
         expected = np.mean(maps, axis=0)
         np.testing.assert_allclose(pred.anomaly_map[b].numpy(), expected, rtol=1e-4, atol=1e-7)
         blurred = scipy.ndimage.gaussian_filter(expected, sigma=4)

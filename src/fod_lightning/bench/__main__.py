@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from fod_lightning.bench import baseline
-from fod_lightning.bench.measure import PeakMemory, return_freed_memory_to_the_os, seconds_per_call
+from fod_lightning.bench.measure import PeakMemory, seconds_per_call
 from fod_lightning.data.textures import TexturesDataModule
 from fod_lightning.feature_cache import compute_maps
 from fod_lightning.models.backbone import FeatureExtractor
@@ -57,11 +57,11 @@ def load_images(root: str, size: int) -> torch.Tensor:
     return torch.stack(images)
 
 
-def build_net(args, device: torch.device, compiled: bool = False) -> FOD:
+def build_net(args, device: torch.device) -> FOD:
     torch.manual_seed(0)
     backbone = FeatureExtractor("tf_efficientnet_lite0", weights="efficientnet_lite0_package")
     widths = tuple(int(w) for w in args.widths.split(","))
-    return FOD(backbone, widths, args.heads, args.depth, compile_correlation=compiled).to(device)
+    return FOD(backbone, widths, args.heads, args.depth).to(device)
 
 
 def trainable(net: FOD) -> list[torch.nn.Parameter]:
@@ -93,19 +93,30 @@ def ours_step(net: FOD, optimizer, features: list[torch.Tensor], rows: slice, de
     optimizer.step()
 
 
-def measure(name: str, step, device, repeats: int, batch: int, warmup: int = 1) -> dict:
-    """Warm up, then time ``repeats`` calls and record the peak memory of two more."""
-    for _ in range(warmup):
-        step()
-    seconds = seconds_per_call(step, device, repeats)
-    with PeakMemory(device) as mem:
-        step()
-        step()
-    row = {"variant": name, "batch": batch, "seconds_per_image": seconds / batch, "peak_memory_gib": mem.peak / GIB,
-           "added_memory_gib": mem.added / GIB, "added_memory_gib_per_image": mem.added / GIB / batch}  # fmt: skip
-    print(f"  {name:<34} batch {batch:>3}  {1000 * seconds / batch:10.2f} ms/image   "
-          f"peak {mem.peak / GIB:6.2f} GiB (+{mem.added / GIB:.2f})", flush=True)  # fmt: skip
-    return row
+class Variant:
+    """One measured configuration: ``step`` processes one batch of ``batch`` images."""
+
+    def __init__(self, name: str, batch: int, step, repeats: int) -> None:
+        self.name, self.batch, self.step, self.repeats = name, batch, step, repeats
+        self.row = {"variant": name, "batch": batch}
+
+    def time(self, device, warmup: int) -> float:
+        for _ in range(warmup):
+            self.step()
+        seconds = seconds_per_call(self.step, device, self.repeats) / self.batch
+        self.row["seconds_per_image"] = seconds
+        print(f"  {self.name:<40} batch {self.batch:>3}  {1000 * seconds:10.2f} ms/image", flush=True)
+        return seconds
+
+    def memory(self, device) -> None:
+        """Peak memory over two calls (after timing: on a CPU, measuring RSS slows allocations)."""
+        with PeakMemory(device) as mem:
+            self.step()
+            self.step()
+        self.row |= {"peak_memory_gib": mem.peak / GIB, "added_memory_gib": mem.added / GIB,
+                     "added_memory_gib_per_image": mem.added / GIB / self.batch}  # fmt: skip
+        print(f"  {self.name:<40} batch {self.batch:>3}  peak {mem.peak / GIB:6.2f} GiB "
+              f"(+{mem.added / GIB:.2f}, {mem.added / GIB / self.batch:.3f} per image)", flush=True)  # fmt: skip
 
 
 def machine(device: torch.device) -> str:
@@ -130,61 +141,88 @@ def loss_parity(net: FOD, image: torch.Tensor) -> float:
     return abs(ours - theirs) / abs(theirs)
 
 
+def training_variant(name, net, features, size, device, repeats, compiled=False, bf16=False) -> Variant:
+    ours = copy.deepcopy(net) if not compiled else clone_compiled(net)
+    opt, batches = torch.optim.Adam(trainable(ours), lr=1e-4), Batches(len(features[0]), size)
+    return Variant(name, size, lambda: ours_step(ours, opt, features, batches.next(), device, bf16), repeats)
+
+
+def scoring_variant(name, net, images, size, device, repeats, compiled=False, bf16=False) -> Variant:
+    ours = (copy.deepcopy(net) if not compiled else clone_compiled(net)).eval()
+    batches = Batches(len(images), size)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return ours.predict(images[batches.next()].to(device, non_blocking=True))
+
+    return Variant(name, size, step, repeats)
+
+
+def clone_compiled(net: FOD) -> FOD:
+    """A copy of ``net`` whose fused correlation runs the torch.compile'd kernels."""
+    ours = copy.deepcopy(net)
+    for module in ours.modules():
+        if hasattr(module, "compiled"):
+            module.compiled = True
+    return ours
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
     device = torch.device(args.device)
-    return_freed_memory_to_the_os()
     images = load_images(args.data_root, args.image_size)
     net = build_net(args, device)
     with torch.no_grad():
         features = compute_maps((images[i : i + 16].to(device) for i in range(0, len(images), 16)), net.pooled_features)
     if device.type == "cuda":
-        features = [f.pin_memory() for f in features]
+        images, features = images.pin_memory(), [f.pin_memory() for f in features]
     net.reference.set([f.double().mean(0) for f in features])
     print(f"fod_lightning bench on {machine(device)}: {len(images)} images of {args.image_size} px, "
           f"widths {args.widths}, {args.heads} heads, {args.depth} layers", flush=True)  # fmt: skip
-    record = {"date": datetime.date.today().isoformat(), "machine": machine(device), "args": vars(args), "rows": []}
-    rows = record["rows"]
+    record = {"date": datetime.date.today().isoformat(), "machine": machine(device), "args": vars(args)}
+    base_repeats = args.baseline_repeats or args.repeats
+    variants: list[Variant] = []
 
-    print("training", flush=True)
+    print("training time", flush=True)
     if not args.skip_baseline:
         record["loss_relative_difference"] = loss_parity(net, images[:1].to(device))
         print(f"  same weights, same image: total loss differs by {record['loss_relative_difference']:.1e} (relative)")
-        base = copy.deepcopy(net)
+        base, b1 = copy.deepcopy(net), Batches(len(images), 1)
         base_opt = torch.optim.Adam(trainable(base), lr=1e-4)
-        b1 = Batches(len(images), 1)
-        rows.append(measure("baseline (authors' structure)", lambda: baseline.train_step(
-            base, base_opt, images[b1.next()].to(device)), device, args.baseline_repeats or args.repeats, 1, args.warmup))  # fmt: skip
-        del base, base_opt
-    best = None
-    for size in (int(b) for b in args.train_batches.split(",")):
-        ours, batches = copy.deepcopy(net), Batches(len(images), size)
-        opt = torch.optim.Adam(trainable(ours), lr=1e-4)
-        row = measure("fod_lightning", lambda: ours_step(ours, opt, features, batches.next(), device), device,
-                      args.repeats, size, args.warmup)  # fmt: skip
-        rows.append(row)
-        best = row if best is None or row["seconds_per_image"] < best["seconds_per_image"] else best
-        del ours, opt
-    extras = [("fod_lightning + bf16 autocast", False, True)] if args.bf16 else []
-    extras += [("fod_lightning + torch.compile", True, False)] if args.compile else []
-    for name, compiled, bf16 in extras:
-        ours = build_net(args, device, compiled=compiled)
-        ours.load_state_dict(net.state_dict())
-        batches, opt = Batches(len(images), best["batch"]), torch.optim.Adam(trainable(ours), lr=1e-4)
-        rows.append(measure(name, lambda: ours_step(ours, opt, features, batches.next(), device, bf16), device,
-                            args.repeats, best["batch"], args.warmup))  # fmt: skip
-        del ours, opt
+        variants.append(Variant("baseline (authors' structure)", 1, lambda: baseline.train_step(
+            base, base_opt, images[b1.next()].to(device)), base_repeats))  # fmt: skip
+        variants[-1].time(device, args.warmup)
+    ours = [training_variant("fod_lightning", net, features, int(b), device, args.repeats)
+            for b in args.train_batches.split(",")]  # fmt: skip
+    for variant in ours:
+        variant.time(device, args.warmup)
+    best = min(ours, key=lambda v: v.row["seconds_per_image"])
+    variants += ours
+    extras = [("+ bf16 autocast", False, True)] if args.bf16 else []
+    extras += [("+ torch.compile", True, False)] if args.compile else []
+    extras += [("+ torch.compile + bf16 autocast", True, True)] if args.compile and args.bf16 else []
+    for suffix, compiled, bf16 in extras:
+        variants.append(training_variant(f"fod_lightning {suffix}", net, features, best.batch, device, args.repeats,
+                                         compiled, bf16))  # fmt: skip
+        variants[-1].time(device, args.warmup)
 
-    print("scoring", flush=True)
+    print("scoring time", flush=True)
     net.eval()
     if not args.skip_baseline:
         b1 = Batches(len(images), 1)
-        rows.append(measure("baseline scoring (authors' test)", lambda: baseline.score(
-            net, images[b1.next()].to(device)), device, args.baseline_repeats or args.repeats, 1, args.warmup))  # fmt: skip
-    eb = Batches(len(images), args.eval_batch)
-    rows.append(measure("fod_lightning scoring", lambda: net.predict(images[eb.next()].to(device)), device,
-                        args.repeats, args.eval_batch, args.warmup))  # fmt: skip
-    record["ratios"] = ratios(rows)
+        variants.append(Variant("baseline scoring (authors' test)", 1,
+                                lambda: baseline.score(net, images[b1.next()].to(device)), base_repeats))  # fmt: skip
+        variants[-1].time(device, args.warmup)
+    for suffix, compiled, bf16 in [("", False, False), *extras]:
+        variants.append(scoring_variant(f"fod_lightning scoring {suffix}".strip(), net, images, args.eval_batch,
+                                        device, args.repeats, compiled, bf16))  # fmt: skip
+        variants[-1].time(device, args.warmup)
+
+    print("peak memory", flush=True)
+    for variant in variants:
+        variant.memory(device)
+    record["rows"] = [v.row for v in variants]
+    record["ratios"] = ratios(record["rows"])
     for key, value in record["ratios"].items():
         print(f"  {key}: {value:.2f}")
     if args.out:

@@ -33,9 +33,7 @@ def attention(att: CorrelationAttention, x: torch.Tensor, kv: torch.Tensor, dist
     sigma_x = sigma[..., 1:2].repeat(1, 1, 1, s)
     dist_y = dist[0][None, None].repeat(b, h, 1, 1)
     dist_x = dist[1][None, None].repeat(b, h, 1, 1)
-    target = 1.0 / (2 * math.pi * sigma_y * sigma_x) * torch.exp(
-        -dist_y / (2 * sigma_y**2) - dist_x / (2 * sigma_x**2)
-    )
+    target = 1.0 / (2 * math.pi * sigma_y * sigma_x) * torch.exp(-dist_y / (2 * sigma_y**2) - dist_x / (2 * sigma_x**2))
     series = torch.softmax(att.scale * scores, dim=-1)
     out = torch.einsum("bhls,bshd->blhd", series, values).reshape(b, length, -1)
     return out, series, target

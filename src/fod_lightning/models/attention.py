@@ -133,9 +133,10 @@ class CorrelationAttention(nn.Module):
         grid = (offsets[0].shape[1], offsets[1].shape[1])
         correlation = self.dropout(torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1))
         target = gaussian_target(sigma, *squared_grid_distances(grid, q.device))
+        c_fixed, t_fixed = correlation.detach(), target.detach()
         stats = RowDiscrepancy(
-            discrepancy=kl_divergence(target.detach(), correlation) + kl_divergence(correlation, target.detach()),
-            target_discrepancy=kl_divergence(target, correlation.detach()) + kl_divergence(correlation.detach(), target),
+            discrepancy=kl_divergence(t_fixed, correlation) + kl_divergence(correlation, t_fixed),
+            target_discrepancy=kl_divergence(target, c_fixed) + kl_divergence(c_fixed, target),
             entropy=entropy(correlation),
         )
         return correlation @ v, stats
@@ -157,4 +158,3 @@ class CorrelationAttention(nn.Module):
         b, length, _ = query.shape
         logits = self.sigma_projection(query).view(b, length, self.n_heads, 2).transpose(1, 2)
         return sigma_from_logits(logits)
-

@@ -155,8 +155,19 @@ class FOD(nn.Module):
         self.score, self.blur_sigma = score, blur_sigma
         self.backbone = backbone
         self.stages = nn.ModuleList(
-            FODStage(c, d, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter, attention_out_proj,
-                     block_elements, compile_correlation)  # fmt: skip
+            FODStage(
+                c,
+                d,
+                n_heads,
+                depth,
+                ffn_ratio,
+                dropout,
+                with_intra,
+                with_inter,
+                attention_out_proj,
+                block_elements,
+                compile_correlation,
+            )  # fmt: skip
             for c, d in zip(backbone.channels, d_models)
         )
         self.reference = ReferenceFeatures(len(self.stages))
