@@ -2,8 +2,8 @@
 # Every GPU measurement of experiments/perf in one call, on a machine with Python 3.12, torch and lightning
 # but without Hydra/OmegaConf/albumentations/Lite0 weights (they travel as wheels in .whl/, made here by
 # ../shared/tools/gpu-wheels .whl). From the repository root:  OUT=/some/dir bash experiments/perf/gpu_check.sh
-# Writes under $OUT: gpu.txt (machine), tests.txt, bench_gpu.{txt,json}, run_<precision>.txt and
-# results_<precision>.json (the embedded benchmark at 256 px, batch 1, on the GPU in fp32 and bf16-mixed).
+# Writes under $OUT: gpu.txt (machine), tests.txt, bench_gpu.{txt,json}, profile_gpu.txt, run_<precision>.txt and
+# results_<precision>.json (the default job, batch 1, on the GPU in fp32 and bf16-mixed).
 set -uo pipefail
 OUT=${OUT:-/tmp/fod_gpu_out}
 mkdir -p "$OUT"
@@ -13,14 +13,14 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 WANDB_MODE=offline FOD_R
   python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', lightning.__version__, 'timm', timm.__version__)"
   date -u; } | tee "$OUT/gpu.txt"
 echo "== fused correlation on the GPU, eager and compiled, against the float64 formulas"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_correlation.py 2>&1 | tail -4 | tee "$OUT/tests.txt"
+timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_correlation.py -k gpu 2>&1 | tail -2 | tee "$OUT/tests.txt"
 echo "== benchmark"
-timeout 270 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/data/fod_textures \
-  --train-batches 1,8,16,32,64 --eval-batch 32 --repeats 10 --baseline-repeats 5 --warmup 3 --compile --bf16 \
-  --out "$OUT/bench_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/bench_gpu.txt"
-echo "== embedded benchmark, 256 px, batch 1, on the GPU: fp32 and bf16-mixed"
+timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/data/fod_textures \
+  --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \
+  --profile "$OUT/profile_gpu.txt" --out "$OUT/bench_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/bench_gpu.txt"
+echo "== the default job (embedded benchmark, 256 px, batch 1) on the GPU: fp32 and bf16-mixed"
 for precision in 32-true bf16-mixed; do
-  timeout 75 python3 -m fod_lightning.run trainer=gpu trainer.precision=$precision data.image_size=256 data.batch_size=1 \
+  timeout 90 python3 -m fod_lightning.run trainer=gpu trainer.precision=$precision data.batch_size=1 \
     hydra.run.dir=/tmp/run_$precision '~callbacks.test_pictures' '~callbacks.progress_bar' \
     trainer.enable_progress_bar=false > "$OUT/run_$precision.txt" 2>&1
   tail -14 "$OUT/run_$precision.txt"

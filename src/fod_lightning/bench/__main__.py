@@ -44,6 +44,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (projections) at the best batch")
     p.add_argument("--skip-baseline", action="store_true", help="measure fod_lightning only (no ratios)")
     p.add_argument("--out", default=None, help="JSON record to write")
+    p.add_argument("--profile", default=None, help="write a torch.profiler table of the last training variant here")
     return p.parse_args(argv)
 
 
@@ -167,6 +168,23 @@ def clone_compiled(net: FOD) -> FOD:
     return ours
 
 
+def write_profile(variant: Variant, device: torch.device, path: Path) -> None:
+    """Kernel time table of three steps of ``variant`` (where the time goes, for the next optimisation)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            variant.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = prof.key_averages().table(sort_by=sort, row_limit=30)
+    path.write_text(f"{variant.name}, batch {variant.batch}, 3 steps\n{table}")
+    print(f"  profile of {variant.name}: {path}", flush=True)
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
     device = torch.device(args.device)
@@ -205,6 +223,9 @@ def main(argv=None) -> dict:
         variants.append(training_variant(f"fod_lightning {suffix}", net, features, best.batch, device, args.repeats,
                                          compiled, bf16))  # fmt: skip
         variants[-1].time(device, args.warmup)
+
+    if args.profile:
+        write_profile(variants[-1], device, Path(args.profile))
 
     print("scoring time", flush=True)
     net.eval()

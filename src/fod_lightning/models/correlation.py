@@ -72,7 +72,10 @@ def gaussian_rows(inv_y: torch.Tensor, inv_x: torch.Tensor, dy2: torch.Tensor, d
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum_j a_ij b_ij over the last dimension, without a temporary of a's size."""
+    """sum_j a_ij b_ij over the last dimension: eagerly an einsum (no temporary of a's size); under
+    torch.compile a product and sum, which the compiler fuses into one reduction."""
+    if torch.compiler.is_compiling():
+        return (a * b).sum(dim=-1)
     return torch.einsum("...j,...j->...", a, b)
 
 
