@@ -1,7 +1,6 @@
 """LightningModule around the pure torch FOD model."""
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from lightning import LightningModule
@@ -100,11 +99,10 @@ class FODLitModule(LightningModule):
         datamodule = self.trainer.datamodule
         images = [s.image_path for s in datamodule.split("reference").samples]
         backbone = self.net.backbone
-        checkpoint = backbone.weights_source
         settings = {
             "backbone": backbone.name,
             "strides": list(backbone.strides),
-            "weights": file_identity(Path(checkpoint)) if Path(checkpoint).is_file() else checkpoint,
+            "weights": file_identity(backbone.weights_file) if backbone.weights_file else backbone.weights_source,
             "image_size": datamodule.image_size,
             "resize": datamodule.resize,
             "normalisation": "imagenet",

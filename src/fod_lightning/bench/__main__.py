@@ -254,22 +254,21 @@ def main(argv=None) -> dict:
 
 
 def ratios(rows: list[dict]) -> dict[str, float]:
-    """Speed-ups and memory fractions of fod_lightning against the baseline (batch 1 and best batch)."""
-    by = {(r["variant"], r["batch"]): r for r in rows}
-    base = by.get(("baseline (authors' structure)", 1))
-    base_score = by.get(("baseline scoring (authors' test)", 1))
-    ours = [r for r in rows if r["variant"] == "fod_lightning"]
+    """Speed-ups and memory fractions of every fod_lightning variant against the baseline."""
     out = {}
-    if base and ours:
-        b1 = by[("fod_lightning", 1)] if ("fod_lightning", 1) in by else ours[0]
-        best = min(ours, key=lambda r: r["seconds_per_image"])
-        out["training speed-up, batch 1"] = base["seconds_per_image"] / b1["seconds_per_image"]
-        out[f"training speed-up, best batch ({best['batch']})"] = base["seconds_per_image"] / best["seconds_per_image"]
-        out["training peak memory, batch 1 / baseline"] = b1["peak_memory_gib"] / base["peak_memory_gib"]
-        out["training added memory, batch 1 / baseline"] = b1["added_memory_gib"] / base["added_memory_gib"]
-    if base_score:
-        score = next(r for r in rows if r["variant"] == "fod_lightning scoring")
-        out["scoring speed-up"] = base_score["seconds_per_image"] / score["seconds_per_image"]
+    base = next((r for r in rows if r["variant"] == "baseline (authors' structure)"), None)
+    base_score = next((r for r in rows if r["variant"] == "baseline scoring (authors' test)"), None)
+    for row in rows:
+        name, batch = row["variant"], row["batch"]
+        reference = base_score if "scoring" in name else base
+        if name.startswith("fod_lightning") and reference:
+            what = "scoring" if "scoring" in name else "training"
+            label = f"{what} speed-up, {name} (batch {batch})"
+            out[label] = reference["seconds_per_image"] / row["seconds_per_image"]
+            if "peak_memory_gib" in row and "peak_memory_gib" in reference:
+                out[f"{what} peak memory / baseline, {name} (batch {batch})"] = (
+                    row["peak_memory_gib"] / reference["peak_memory_gib"]
+                )
     return out
 
 

@@ -101,19 +101,20 @@ class FeatureExtractor(nn.Module):
         indices = [reductions.index(s) for s in self.strides]
         self.model = timm.create_model(name, features_only=True, pretrained=False, out_indices=indices)
         self.channels = tuple(self.model.feature_info.channels())
+        self.weights_file: Path | None = None  # the file the weights came from, if any
         self.weights_source = self._load_weights(weights, checkpoint_path)
         self.requires_grad_(False)
         self.eval()
 
     def _load_weights(self, weights: str, checkpoint_path: str | None) -> str:
         if checkpoint_path:
-            path = Path(checkpoint_path).expanduser()
+            path = self.weights_file = Path(checkpoint_path).expanduser()
             load_into(self.model, read_state_dict(path), str(path))
             return str(path)
         if weights == LITE0_PACKAGE:
             if self.name != "tf_efficientnet_lite0":
                 raise BackboneWeightsError(f"weights={LITE0_PACKAGE} only fits tf_efficientnet_lite0, not {self.name}")
-            path = lite0_package_file()
+            path = self.weights_file = lite0_package_file()
             load_into(self.model, read_state_dict(path), str(path))
             return LITE0_PACKAGE
         if weights == "hub":
