@@ -54,7 +54,8 @@ class FODLitModule(LightningModule):
         # plain types keep checkpoints weights_only-loadable
         d_models = tuple(int(d) for d in d_models)
         pixel_score_range = tuple(float(v) for v in pixel_score_range)
-        self.save_hyperparameters(ignore=["backbone", "optimizer"])
+        # logger=False: the run entry logs the whole resolved config once (no flat copies of these keys)
+        self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
         self.net = FOD(
             backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
@@ -84,7 +85,9 @@ class FODLitModule(LightningModule):
         """Reference features from every normal training image (unsharded: each process sees all)."""
         datamodule = self.trainer.datamodule
         images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
-        self.net.reference.set(mean_feature_maps(images, self.net.pooled_features))
+        maps = [m.cpu() for m in mean_feature_maps(images, self.net.pooled_features)]
+        # Under DDP every rank uses rank zero's maps, bit for bit.
+        self.net.reference.set(self.trainer.strategy.broadcast(maps, src=0))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         total = batch.image.new_zeros(())
