@@ -15,10 +15,11 @@ from contextlib import contextmanager
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.fabric.strategies.launchers import subprocess_script
+from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
 DDP_ENVIRONMENT = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-_lightning_command = subprocess_script._hydra_subprocess_cmd
+_lightning_command = fabric_launcher._hydra_subprocess_cmd
 
 
 def rank_command(local_rank: int) -> tuple[list[str], str]:
@@ -41,7 +42,7 @@ def ddp_job_scope() -> Iterator[None]:
         yield
         return
     before = {k: os.environ.get(k) for k in DDP_ENVIRONMENT}
-    subprocess_script._hydra_subprocess_cmd = rank_command
+    fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = rank_command
     try:
         yield
     finally:

@@ -86,9 +86,8 @@ def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, best: dict, trained:
     callback = next((c for c in trainer.checkpoint_callbacks if c.monitor == metric), None)
     if callback is None or not callback.best_model_path:
         raise ConfigError(
-            f"test_ckpt=best found no checkpoint best on test_ckpt_metric={metric}: it needs a checkpoint callback "
-            "monitoring that metric (callbacks.best_image_checkpoint or best_pixel_checkpoint) and at least one "
-            "validation epoch (trainer.check_val_every_n_epoch <= trainer.max_epochs)"
+            f"test_ckpt=best found no checkpoint best on test_ckpt_metric={metric}: no validation epoch measured it; "
+            "set trainer.check_val_every_n_epoch <= trainer.max_epochs"
         )
     split = VALIDATION_SPLITS.get(cfg.data.get("val_protocol", "paper"))
     return callback.best_model_path, {"used": "best", "path": callback.best_model_path, "selected_by": metric,
@@ -119,6 +118,10 @@ def check_config(cfg: DictConfig) -> None:
     if test_ckpt == "best" and not cfg.get("train", True):
         raise ConfigError("test_ckpt=best selects among the checkpoints of a training: with train=false the test "
                           "uses ckpt_path; set test_ckpt=last")  # fmt: skip
+    monitored = [c.get("monitor") for c in (cfg.get("callbacks") or {}).values()]
+    if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
+        raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
+                          f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
 
 
 def finish_loggers(loggers: list) -> None:
