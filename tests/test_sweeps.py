@@ -184,3 +184,13 @@ def test_slurm_launcher_overrides_compose_into_the_sbatch_script(make_config, tm
     for line in ("--partition=gpu", "--gpus-per-node=4", "--ntasks-per-node=4", "--cpus-per-task=16", "--mem=64GB",
                  "--time=600", "--nodes=2"):  # fmt: skip
         assert f"#SBATCH {line}\n" in script, line
+
+
+def test_optuna_sql_storage_is_refused_in_one_line_with_optuna_2(monkeypatch, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        hydra_main(monkeypatch, tmp_path, "hparams_search=fod_optuna", "hydra.sweeper.storage=sqlite:///study.db",
+                   f"hydra.sweep.dir={tmp_path / 'o'}")  # fmt: skip
+    assert stopped.value.code == 2 and not (tmp_path / "o" / "0").exists()
+    err = capsys.readouterr().err
+    assert "error: hydra.sweeper.storage=sqlite:///study.db is not supported with optuna 2." in err
+    assert "Traceback" not in err

@@ -164,7 +164,7 @@ def run(cfg: DictConfig) -> dict:
             per_category[category] = fit_and_test_category(category_cfg)
             save()
     except Exception as err:
-        record |= {"status": "failed", "error": one_line(user_error(err) or err)}
+        record |= {"status": "failed", "error": error_line(err)}
         save()
         raise
     record |= {"status": "done", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -174,9 +174,17 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def error_line(err: BaseException) -> str:
+    """A user error's one line, or the type and the whole message of another error, on one line."""
+    cause = user_error(err)
+    if cause is not None:
+        return one_line(cause)
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
 def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
-    them once, when it ends: ``fod_lightning.reporting.sweep_callback``)."""
+    them once, when it ends: ``fod_lightning.sweep_callback``)."""
     title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
@@ -212,7 +220,7 @@ def main(cfg: DictConfig) -> float | None:
                 raise
             if cause is None:
                 log.exception("job failed")
-            print(f"error: {one_line(cause or err)}", file=sys.stderr)
+            print(f"error: {error_line(err)}", file=sys.stderr)
             if not in_multirun():
                 sys.exit(2)
             return math.nan

@@ -35,6 +35,7 @@ def summarize_folder(folder: Path) -> Summary:
     if not jobs:
         raise FileNotFoundError(f"no results.json below {folder}: point at a run or multirun output folder")
     rows, settings, notes = rows_of(jobs)
+    settings = {k: s for k, s in settings.items() if any(r.setting == k for r in rows)}  # failed jobs: listed only
     tables = {key: {reading: setting_table([r for r in rows if r.setting == key], reading) for reading in READINGS}
               for key in settings}  # fmt: skip
     summary = Summary(folder, jobs, settings, tables, notes)
