@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run_dir = log_summary_run(summary, args.project, args.entity, args.group)
         print(f"W&B summary run: {run_dir}")
-    print(f"written: {args.folder / 'summary.md'} {args.folder / 'summary.csv'} {args.folder / 'summary.png'}")
+    written = [args.folder / "summary.md", args.folder / "summary.csv", *([summary.figure] if summary.figure else [])]
+    print("written:", *written)
     return 0
 
 

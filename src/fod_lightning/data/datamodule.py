@@ -4,7 +4,7 @@ from pathlib import Path
 
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
@@ -136,12 +136,11 @@ class AnomalyDataModule(LightningDataModule):
         self.setup()
         return self._splits[name]
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.split(split),
             batch_size=batch_size,
             shuffle=shuffle,
-            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=Batch.collate,
             persistent_workers=self.num_workers > 0,
@@ -156,18 +155,27 @@ class AnomalyDataModule(LightningDataModule):
         return self._loader("reference", self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False, sampler=self._eval_sampler("val"))
+        return self._unpadded(self._loader("val", self.eval_batch_size, shuffle=False))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False, sampler=self._eval_sampler("test"))
+        return self._unpadded(self._loader("test", self.eval_batch_size, shuffle=False))
 
-    def _eval_sampler(self, split: str) -> Sampler | None:
+    def _unpadded(self, loader: DataLoader) -> DataLoader:
         """Under DDP every evaluation image goes to exactly one process: Lightning's default sampler pads the
-        shards to equal length with duplicates, which would be scored twice. Shards may differ by one image;
-        the metrics' cat-state sync gathers unequal shards."""
+        shards to equal length with duplicates, which would be scored twice. The same loader with an unpadded
+        sampler (shards may differ by one image; the metrics' cat-state sync gathers unequal shards)."""
         trainer = self.trainer
         if trainer is None or trainer.world_size == 1:
-            return None
-        return UnrepeatedDistributedSampler(
-            self.split(split), num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            return loader
+        sampler = UnrepeatedDistributedSampler(
+            loader.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            persistent_workers=loader.persistent_workers,
+            pin_memory=loader.pin_memory,
         )
