@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +14,11 @@ from fod_lightning.run import CONFIG_DIR
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Tiny models gain nothing from intra-op threads, and beside another busy process OpenMP's waiting threads
+# slow each test several-fold (measured on 2 shared cores: a tiny fit + test 8-21 s with 2 threads, 1-2 s
+# with 1). One thread here and in every subprocess (CLI runs, DDP ranks, sweep workers).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 # A tiny embedded benchmark.
 TINY_TEXTURES = [

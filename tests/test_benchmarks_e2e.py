@@ -60,7 +60,7 @@ def test_from_train_protocol_validates_on_held_out_defects_and_says_so(make_conf
     assert not {s.image_path for s in dm.split("test").samples} & held
 
 
-def test_summarize_merges_a_multirun_folder(make_config, tmp_path, capsys):
+def test_summarize_reads_results_written_before_runs_recorded_themselves(tmp_path, capsys):
     for job, category in enumerate(["brick", "gravel"]):
         (tmp_path / "multi" / str(job)).mkdir(parents=True)
         metrics = {"image_auroc": 0.5 + job / 4, "pixel_auroc": 0.9}
@@ -68,10 +68,10 @@ def test_summarize_merges_a_multirun_folder(make_config, tmp_path, capsys):
             {"benchmark": "b", "backbone": "x", "protocol": "paper", "categories": {category: metrics}}))  # fmt: skip
     assert summarize.main([str(tmp_path / "multi")]) == 0
     md = (tmp_path / "multi" / "summary.md").read_text()
-    assert "| brick | 0.5000 | 0.9000 |" in md and "| **mean** | 0.6250 | 0.9000 |" in md
-    assert md.index("### last") < md.index("### best")
+    assert "| brick | 1 | 0.5000 | 0.9000 |" in md and "| **mean** | 1 | 0.6250 | 0.9000 |" in md
+    assert md.index("### test") < md.index("### best") and "2 of 2 jobs finished; 1 setting(s)" in md
     csv_lines = (tmp_path / "multi" / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("reading,category,image_auroc,pixel_auroc")
-    assert "last,mean,0.625000,0.900000,,," in csv_lines
+    assert csv_lines[0].startswith("setting,reading,category,seeds,image_auroc_mean,image_auroc_std")
+    assert "default,test,mean,1,0.625000,,0.900000,,,,,,," in csv_lines
     assert summarize.main([str(tmp_path / "empty")]) == 2
     assert "no results.json below" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import hydra
 import pytest
 from lightning import Trainer
 
-from fod_lightning.run import CONFIG_DIR, categories_of
+from fod_lightning.categories import categories_of
+from fod_lightning.run import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 
@@ -17,7 +18,7 @@ def options(group: str) -> list[str]:
 
 def test_default_config_builds_every_object(make_config):
     cfg = make_config()
-    assert categories_of(cfg) == ["brick", "grass", "gravel"]
+    assert categories_of(cfg).names == ["brick", "grass", "gravel"]
     model = hydra.utils.instantiate(cfg.model)
     assert model.net.backbone.weights_source == "efficientnet_lite0_package"
     optimizer = model.configure_optimizers()
@@ -46,7 +47,7 @@ def test_backbone_configs_instantiate(make_config, backbone):
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "debug"])
 def test_group_options_instantiate(make_config, group):
     for option in options(group):
-        gpu = group == "trainer" and option in ("gpu", "ddp")
+        gpu = group == "trainer" and option == "gpu"
         paper = option.startswith("paper_")
         cfg = make_config(f"{group}={option}", tiny=not (gpu or paper))
         if paper:  # the authors' settings on a real benchmark
@@ -64,6 +65,12 @@ def test_group_options_instantiate(make_config, group):
             assert all(o is not None for o in objects)
         elif gpu:
             assert node.accelerator == "gpu"  # no GPU here: composing is what can be checked
+        elif option == "ddp":  # devices and nodes are overrides; on CPU the ranks are processes (gloo)
+            ddp = make_config("trainer=ddp", "trainer.devices=3", "trainer.num_nodes=2")
+            trainer = hydra.utils.instantiate(ddp.trainer)
+            assert type(trainer.strategy).__name__ == "DDPStrategy"
+            assert (trainer.num_devices, trainer.num_nodes) == (3, 2)
+            assert trainer.strategy._get_process_group_backend() == "gloo"
         else:
             assert isinstance(hydra.utils.instantiate(cfg.trainer), Trainer)
 

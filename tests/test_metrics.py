@@ -186,7 +186,8 @@ def test_anomaly_metrics_exact_against_references():
         s = slice(i, i + 4)
         metrics.update(*(torch.from_numpy(a[s]) for a in (image_scores, labels, maps, masks)))
     values = metrics.compute()
-    assert set(values) == {"image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro"}
+    assert set(values) == {"image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro", "num_images"}
+    assert values["num_images"] == 8
     assert values["image_auroc"] == pytest.approx(roc_auc_score(labels, image_scores), abs=1e-6)
     assert values["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-6)
     assert values["image_f1_max"] == pytest.approx(brute_f1_max(image_scores, labels), abs=1e-6)
@@ -211,5 +212,5 @@ def test_anomaly_metrics_binned_and_image_only():
         assert b[key] == pytest.approx(e[key], abs=2e-3)
     image_only = AnomalyMetrics(pixel_metrics=False)
     image_only.update(*tensors[:2])
-    assert set(image_only.compute()) == {"image_auroc", "image_f1_max"}
+    assert set(image_only.compute()) == {"image_auroc", "image_f1_max", "num_images"}
     assert image_only.pixel_threshold is None

@@ -10,7 +10,7 @@ import pytest
 
 from fod_lightning.run import run
 
-RESULT_KEYS = {"image_auroc", "pixel_auroc", "best", "epochs", "fit_seconds"}
+RESULT_KEYS = {"image_auroc", "pixel_auroc", "best", "val", "test_ckpt", "num_images", "epochs", "fit_seconds"}
 
 
 def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tmp_path):
@@ -23,7 +23,10 @@ def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tm
     for name, metrics in saved["categories"].items():
         assert RESULT_KEYS <= metrics.keys()
         assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
-        assert metrics["best"]["image_auroc"]["epoch"] == 0
+        assert metrics["best"]["image_auroc"]["epoch"] == 0 and metrics["num_images"] == 5
+        assert metrics["test_ckpt"] == {"used": "last", "epoch": 0}
+        # paper protocol: validation is the test split, so the last validation equals the test of the final model
+        assert metrics["val"]["image_auroc"] == pytest.approx(metrics["image_auroc"])
         assert (tmp_path / "out" / name / "checkpoints" / "last.ckpt").is_file()
         with open(tmp_path / "out" / name / "metrics.csv") as f:
             columns = next(csv.reader(f))
@@ -33,7 +36,13 @@ def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tm
         assert {"val/image_auroc", "val/pixel_auroc", "val/image_auroc_best", "test/image_auroc"} <= set(columns)
     mean = sum(m["image_auroc"] for m in saved["categories"].values()) / 3
     assert saved["mean"]["image_auroc"] == pytest.approx(mean)
-    assert set(saved["readings"]) == {"last", "best"} and "image_auroc" in saved["mean_best"]
+    assert set(saved["readings"]) == {"test", "best"} and "image_auroc" in saved["mean_best"]
+    run_section = saved["run"]
+    assert run_section["status"] == "done" and run_section["seed"] == 3407
+    assert run_section["categories_planned"] == ["brick", "grass", "gravel"]
+    assert run_section["config"]["data"]["batch_size"] == 2 and run_section["config"]["model"]["d_models"] == [16, 32]
+    assert len(run_section["config_sha256"]) == 64 and run_section["versions"]["torch"]
+    assert saved["protocol"] == "paper" and "test split" in saved["validation_split"]
 
 
 def test_run_draws_panels_curves_bars_and_tables(make_config, tmp_path):
@@ -46,10 +55,10 @@ def test_run_draws_panels_curves_bars_and_tables(make_config, tmp_path):
         assert len(panels) == 5  # 2 good + 3 defect families x 1
         assert Image.open(panels[0]).size[0] > 3 * Image.open(panels[0]).size[1]  # four pictures side by side
         assert (out / category / "pictures" / "roc_histogram.png").is_file()
-    assert (out / "metrics_per_category.png").is_file()
+    assert (out / "summary.png").is_file()
     md = (out / "summary.md").read_text()
-    assert "### last" in md and "### best" in md and "| gravel |" in md
-    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 4
+    assert "### test" in md and "### best" in md and "| gravel | 1 |" in md
+    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 4  # header, 2 readings x (3 categories + mean)
 
 
 def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):

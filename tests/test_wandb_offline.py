@@ -1,11 +1,13 @@
 """A short training logged to W&B in offline mode, read back from the offline run files."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from fod_lightning.run import run
-from fod_lightning.utils.wandb_mode import resolve_mode
+from fod_lightning.utils.wandb_mode import resolve_mode, wandb_logger
 
 wandb = pytest.importorskip("wandb")
 
@@ -47,7 +49,8 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
     run(cfg)
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2, runs  # the category's run and the closing summary run
-    history_keys, config, summary_keys, names, groups, tags = set(), {}, set(), set(), set(), set()
+    history_keys, config, summary_keys, names, groups, tags, job_types = set(), {}, set(), set(), set(), set(), set()
+    staged = []
     for run_dir in runs:
         for record in read_offline_run(run_dir):
             kind = record.WhichOneof("record_type")
@@ -61,12 +64,22 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
                 names.add(record.run.display_name)
                 groups.add(record.run.run_group)
                 tags |= set(record.run.tags)
-    assert names == {"brick-seed3407", "summary-seed3407"} and groups == {"wandb_test"}
+                job_types.add(record.run.job_type)
+            elif kind == "artifact":
+                staged += [(run_dir, c.path, Path(c.local_path)) for c in record.artifact.manifest.contents]
+    assert names == {"brick-seed3407", "summary"} and groups == {"wandb_test"}
+    assert job_types == {"train", "summary"}
     assert {"textures", "brick", "tf_efficientnet_lite0"} <= tags
     assert {"train/stage0/rec", "train/stage1/inter_ent", "val/image_auroc", "val/image_auroc_best",
             "test/pixel_aupro", "sigma/stage0/layer0/inter_x"} <= history_keys  # fmt: skip
     assert "test/brick/predictions" in history_keys and "summary/per_category" in history_keys
     assert config["model"]["d_models"] == [16, 32] and config["data"]["category"] == "brick"
+    assert not {"d_models", "lambda1", "n_heads"} & set(config)  # the config once, nested, no flat copies
+    # the table's pixels live inside the run's own folder (an offline run copied elsewhere keeps them)
+    panels = [name for _, name, _ in staged if re.search(r"/(good|scratch|stain|contamination)_\d+\.png$", name)]
+    assert len(panels) == 5
+    for run_dir, _, path in staged:
+        assert path.is_file() and path.resolve().is_relative_to(run_dir.resolve()), path
     tables = list((runs[0] / "files" / "media" / "table").rglob("*.table.json"))
     table = json.loads(tables[0].read_text())
     assert table["columns"][:4] == ["path", "defect", "label", "score"] and len(table["data"]) == 5
@@ -79,3 +92,14 @@ def test_mode_falls_back_to_offline_without_a_server(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert resolve_mode("auto") == "disabled"
     assert resolve_mode("online") == "online"
+
+
+def test_no_unreachable_notice_when_offline_was_asked_for(monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_logger(mode="auto", project="p")._wandb_init["mode"] == "offline"
+    assert wandb_logger(mode="offline", project="p")._wandb_init["mode"] == "offline"
+    assert "unreachable" not in capsys.readouterr().out
+    monkeypatch.delenv("WANDB_MODE")
+    assert wandb_logger(mode="auto", project="p")._wandb_init["mode"] == "offline"  # the fallback says so
+    assert "W&B server unreachable: logging offline" in capsys.readouterr().out

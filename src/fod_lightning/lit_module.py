@@ -62,7 +62,8 @@ class FODLitModule(LightningModule):
         # plain types keep checkpoints weights_only-loadable
         d_models = tuple(int(d) for d in d_models)
         pixel_score_range = tuple(float(v) for v in pixel_score_range)
-        self.save_hyperparameters(ignore=["backbone", "optimizer"])
+        # logger=False: the run entry logs the whole resolved config once (no flat copies of these keys)
+        self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
         self.net = FOD(
             backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
@@ -86,13 +87,15 @@ class FODLitModule(LightningModule):
     # ----------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
         datamodule = self.trainer.datamodule
+        maps = None
         if self.feature_cache.enabled and datamodule.training_images_fixed:
             maps = self.training_features()
             datamodule.use_train_features(maps)
-            if not self.net.reference.is_set:  # the same images: their mean is the reference
-                self.net.reference.set([m.double().mean(dim=0) for m in maps])
-        elif not self.net.reference.is_set:
-            self.compute_reference()
+        if not self.net.reference.is_set:
+            # the cached features are those of the same images: their mean is the reference
+            mean = [m.double().mean(dim=0) for m in maps] if maps is not None else self.reference_maps()
+            # Under DDP every rank uses rank zero's maps, bit for bit.
+            self.net.reference.set(self.trainer.strategy.broadcast([m.float().cpu() for m in mean], src=0))
 
     def training_features(self) -> list[torch.Tensor]:
         """Pooled backbone maps (N, C, h, w) of every image of the reference split, once per category."""
@@ -111,11 +114,11 @@ class FODLitModule(LightningModule):
         return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
 
     @torch.no_grad()
-    def compute_reference(self) -> None:
-        """Reference features from every normal training image (unsharded: each process sees all)."""
+    def reference_maps(self) -> list[torch.Tensor]:
+        """Mean pooled maps (C, h, w) of every normal training image (unsharded: each process sees all)."""
         datamodule = self.trainer.datamodule
         images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
-        self.net.reference.set(mean_feature_maps(images, self.net.pooled_features))
+        return mean_feature_maps(images, self.net.pooled_features)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)

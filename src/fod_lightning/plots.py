@@ -1,4 +1,4 @@
-"""Matplotlib figures: per-image panels, ROC curve, score histogram, per-category bar chart."""
+"""Matplotlib figures: per-image panels, ROC curve, score histogram, per-setting and per-category bars."""
 
 from pathlib import Path
 
@@ -48,17 +48,29 @@ def roc_and_histogram(fpr: np.ndarray, tpr: np.ndarray, scores: np.ndarray, labe
     _save(fig, path)
 
 
-def metric_bars(categories: dict[str, dict], metrics: tuple[str, ...], title: str, path: Path) -> None:
-    """Grouped bars: one group per category, one bar per metric."""
-    names = list(categories)
-    shown = [m for m in metrics if all(m in categories[n] for n in names)]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * max(1, len(shown)) / 2), 4))
-    width = 0.8 / max(1, len(shown))
-    for k, metric in enumerate(shown):
-        ax.bar(np.arange(len(names)) + k * width, [categories[n][metric] for n in names], width, label=metric)
-    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
-    ax.set(ylim=(0, 1.05), title=title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], metrics: tuple[str, ...], title: str,
+                 path: Path) -> None:  # fmt: skip
+    """One panel per metric: bars per category (and the mean), one bar per setting, error bars = std over seeds.
+
+    Args:
+        tables: setting key -> category -> metric -> stat with ``mean`` and ``std`` (None with one seed).
+        labels: setting key -> legend label.
+    """
+    keys = list(tables)
+    categories = list(dict.fromkeys(c for t in tables.values() for c in t))
+    shown = [m for m in metrics if any(m in t.get(c, {}) for t in tables.values() for c in categories)]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(max(6, 0.9 * len(categories) * max(1, len(keys)) / 2 + 3),
+                                                     2.6 * len(shown)), squeeze=False)  # fmt: skip
+    width = 0.8 / max(1, len(keys))
+    for ax, metric in zip(axes[:, 0], shown):
+        for k, key in enumerate(keys):
+            stats = [tables[key].get(c, {}).get(metric) for c in categories]
+            ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else np.nan for s in stats], width,
+                   yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
+        ax.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories, rotation=30, ha="right")
+        ax.set(ylim=(0, 1.05), ylabel=metric)
+    axes[0, 0].set_title(title)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     _save(fig, path)
 
 

@@ -1,19 +1,23 @@
-"""results.json, the summary tables and the per-category table printed at the end of a run.
+"""results.json: what one job measured, and what it was (config, overrides, seed, versions, protocol).
 
 Two readings of every metric, never mixed in one column:
-- ``last`` (the headline, top-level keys of each category): the final model on the test split.
+- ``test`` (the headline, top-level keys of each category): the test split, scored by the model that
+  ``test_ckpt`` names (``last``: the final model; ``best``: the checkpoint best on the validation split).
 - ``best`` (the authors' protocol): the best value over validation epochs, chosen independently per
   metric, each with its epoch. Under ``val_protocol=paper`` validation *is* the test split (optimistic).
 """
 
-import csv
 import json
 from pathlib import Path
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
 READINGS = {
-    "last": "final model on the test split (headline)",
+    "test": "the test split, scored by the model test_ckpt names (headline)",
     "best": "best value over validation epochs, each metric chosen independently (authors' protocol)",
+}
+VALIDATION_SPLITS = {
+    "paper": "the test split (val_protocol=paper): a selection there is optimistic",
+    "from_train": "held-out normal training images + synthetic-defect copies (val_protocol=from_train)",
 }
 
 
@@ -23,57 +27,54 @@ def _mean(rows: list[dict]) -> dict[str, float]:
 
 
 def best_values(category: dict) -> dict[str, float]:
-    return {m: v["value"] for m, v in category.get("best", {}).items()}
+    return {m: v["value"] for m, v in category.get("best", {}).items() if m in METRICS}
 
 
-def build_results(benchmark: str, backbone: str, protocol: str, categories: dict[str, dict]) -> dict:
+def build_results(
+    benchmark: str,
+    backbone: str,
+    protocol: str,
+    test_ckpt: str,
+    categories: dict[str, dict],
+    run: dict | None = None,
+    notes: list[str] | None = None,
+) -> dict:
+    """The results of one job; ``run`` is :func:`fod_lightning.run_info.run_record`'s section."""
     return {
         "benchmark": benchmark,
         "backbone": backbone,
         "protocol": protocol,
+        "validation_split": VALIDATION_SPLITS.get(protocol, protocol),
+        "test_ckpt": test_ckpt,
         "readings": READINGS,
         "categories": categories,
         "mean": _mean(list(categories.values())),
         "mean_best": _mean([best_values(c) for c in categories.values()]),
+        "notes": list(notes or []),
+        "run": run or {},
     }
 
 
 def write_results(results: dict, path: Path) -> Path:
+    """Atomic write: a reader never sees half a file (jobs of a sweep are read while others run)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
+    tmp.write_text(json.dumps(results, indent=2, default=str))
     tmp.replace(path)
     return path
 
 
 def _rows(results: dict, reading: str) -> list[tuple[str, dict]]:
-    if reading == "last":
+    if reading == "test":
         return [*results["categories"].items(), ("mean", results["mean"])]
     mean_best = results.get("mean_best", {})
     return [*((n, best_values(c)) for n, c in results["categories"].items()), ("mean", mean_best)]
 
 
-def format_table(results: dict, reading: str = "last") -> str:
-    """Markdown table of one reading (``last`` or ``best``): one row per category, then the mean."""
+def format_table(results: dict, reading: str = "test") -> str:
+    """Markdown table of one job and one reading (``test`` or ``best``): one row per category, then the mean."""
     lines = ["| category | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
     for name, metrics in _rows(results, reading):
         cells = [f"{metrics[m]:.4f}" if m in metrics else "-" for m in METRICS]
         lines.append(f"| {'**mean**' if name == 'mean' else name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_tables(results: dict, folder: Path) -> tuple[Path, Path]:
-    """``summary.md`` (both readings) and ``summary.csv`` (one row per category and reading)."""
-    md, table = folder / "summary.md", folder / "summary.csv"
-    head = f"{results['benchmark']}, {results['backbone']}, validation protocol {results['protocol']}"
-    parts = [f"{head}\n"]
-    for reading, meaning in READINGS.items():
-        parts.append(f"### {reading}: {meaning}\n\n{format_table(results, reading)}\n")
-    md.write_text("\n".join(parts))
-    with table.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["reading", "category", *METRICS])
-        for reading in READINGS:
-            for name, metrics in _rows(results, reading):
-                writer.writerow([reading, name, *(f"{metrics[m]:.6f}" if m in metrics else "" for m in METRICS)])
-    return md, table

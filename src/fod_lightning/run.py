@@ -1,40 +1,40 @@
-"""Hydra entry: fit and test FOD on one category or all categories of a benchmark.
+"""Hydra entry: fit and test FOD on one category, a list of categories, or all categories of a benchmark.
 
 python -m fod_lightning.run                      # embedded benchmark, all categories
 python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottle
+python -m fod_lightning.run -m data.category=brick,grass seed=1,2   # a sweep: one job per combination
 """
 
 import logging
+import math
 import sys
 import time
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fod_lightning.categories import categories_of
+from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, one_line, user_error
-from fod_lightning.plots import metric_bars
-from fod_lightning.results import METRICS, build_results, format_table, write_results, write_tables
+from fod_lightning.objective import check_objective, objective_value
+from fod_lightning.results import METRICS, VALIDATION_SPLITS, build_results, format_table, write_results
+from fod_lightning.run_info import resolved_config, run_record, sweep_group
 
 log = logging.getLogger("fod_lightning")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+TEST_CKPTS = ("last", "best")
 # The frozen backbone stays in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def categories_of(cfg: DictConfig) -> list[str]:
-    """``data.category`` expanded: ``all`` means every category of the benchmark, in order."""
-    datamodule_cls = hydra.utils.get_class(cfg.data._target_)
-    requested = str(cfg.data.category)
-    if requested == "all":
-        return list(datamodule_cls.categories)
-    datamodule_cls.check_category(requested)
-    return [requested]
+OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 
 
 def fit_and_test_category(cfg: DictConfig) -> dict:
@@ -55,22 +55,44 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         if train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
-        metrics = {}
+        # Read before testing: loading a checkpoint for the test restores its own (older) best values.
+        best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in model.best.items()}
+        val = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("val/") and not k.endswith("_best")}  # fmt: skip
+        metrics, tested = {}, {}
         if cfg.get("test", True):
-            # Without training, the weights (and reference features) come from ckpt_path.
-            test_ckpt = None if train else ckpt_path
-            (tested,) = trainer.test(
-                model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
-            )
-            metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
+            test_path, tested = checkpoint_to_test(cfg, trainer, best, train)
+            (out,) = trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
+            metrics = {k.removeprefix("test/"): float(v) for k, v in out.items()}
+            metrics["num_images"] = int(metrics.get("num_images", 0))  # scored test images, all processes
     finally:
         finish_loggers(loggers)
-    best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in model.best.items()}
-    result = {**metrics, "best": best, "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}
+    best = {k: v for k, v in best.items() if k in METRICS}
+    result = {**metrics, "val": {k: v for k, v in val.items() if k in METRICS}, "best": best, "test_ckpt": tested,
+              "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}  # fmt: skip
     if not datamodule.has_masks:
         result["note"] = "no ground-truth masks: pixel metrics skipped"
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
     return result
+
+
+def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, best: dict, trained: bool) -> tuple[str | None, dict]:
+    """The checkpoint the test split is scored with (None: the model in memory) and how it was chosen."""
+    if not trained:
+        return cfg.get("ckpt_path"), {"used": "ckpt_path", "path": cfg.get("ckpt_path")}
+    if cfg.get("test_ckpt", "last") == "last":
+        return None, {"used": "last", "epoch": trainer.current_epoch - 1}
+    metric = cfg.test_ckpt_metric
+    callback = next((c for c in trainer.checkpoint_callbacks if c.monitor == metric), None)
+    if callback is None or not callback.best_model_path:
+        raise ConfigError(
+            f"test_ckpt=best found no checkpoint best on test_ckpt_metric={metric}: no validation epoch measured it; "
+            "set trainer.check_val_every_n_epoch <= trainer.max_epochs"
+        )
+    split = VALIDATION_SPLITS.get(cfg.data.get("val_protocol", "paper"))
+    return callback.best_model_path, {"used": "best", "path": callback.best_model_path, "selected_by": metric,
+                                      "epoch": best.get(metric.removeprefix("val/"), {}).get("epoch"),
+                                      "selected_on": split}  # fmt: skip
 
 
 def check_checkpoint(path: Path) -> None:
@@ -87,10 +109,19 @@ def check_checkpoint(path: Path) -> None:
         ) from err
 
 
-def resolved_config(cfg: DictConfig) -> dict:
-    """The run's config with interpolations resolved (Hydra's own node left out)."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg if k != "hydra"}  # fmt: skip
+def check_config(cfg: DictConfig) -> None:
+    """Top-level switches checked before any training."""
+    check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
+    test_ckpt = cfg.get("test_ckpt", "last")
+    if test_ckpt not in TEST_CKPTS:
+        raise ConfigError(f"test_ckpt={test_ckpt} is unknown: use last or best")
+    if test_ckpt == "best" and not cfg.get("train", True):
+        raise ConfigError("test_ckpt=best selects among the checkpoints of a training: with train=false the test "
+                          "uses ckpt_path; set test_ckpt=last")  # fmt: skip
+    monitored = [c.get("monitor") for c in (cfg.get("callbacks") or {}).values()]
+    if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
+        raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
+                          f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
 
 
 def finish_loggers(loggers: list) -> None:
@@ -101,65 +132,100 @@ def finish_loggers(loggers: list) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Fit and test every requested category; write ``results.json`` into ``paths.output_dir``."""
+    """Fit and test every requested category; keep ``results.json`` in ``paths.output_dir`` up to date (status
+    ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such."""
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
     output_dir = Path(cfg.paths.output_dir)
-    benchmark = hydra.utils.get_class(cfg.data._target_).benchmark
+    datamodule_cls = hydra.utils.get_class(cfg.data._target_)
     protocol = cfg.data.get("val_protocol", "paper")
-    per_category = {}
-    for category in categories_of(cfg):
-        log.info("category %s", category)
-        category_cfg = cfg.copy()
-        with open_dict(category_cfg):
-            category_cfg.data.category = category
-        per_category[category] = fit_and_test_category(category_cfg)
-        results = build_results(benchmark, cfg.model.backbone.name, protocol, per_category)
+    record = run_record(cfg, output_dir)
+    per_category, notes = {}, []
+
+    def save() -> dict:
+        results = build_results(datamodule_cls.benchmark, cfg.model.backbone.name, protocol,
+                                cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP
             write_results(results, output_dir / "results.json")
+        return results
+
+    try:
+        check_config(cfg)
+        categories = categories_of(cfg)
+        notes += categories.notes(datamodule_cls.benchmark, str(cfg.data.root))
+        for note in notes:
+            log.warning(note)
+        record["categories_planned"] = categories.names
+        save()
+        for category in categories.names:
+            log.info("category %s", category)
+            category_cfg = cfg.copy()
+            with open_dict(category_cfg):
+                category_cfg.data.category = category
+            per_category[category] = fit_and_test_category(category_cfg)
+            save()
+    except Exception as err:
+        record |= {"status": "failed", "error": error_line(err)}
+        save()
+        raise
+    record |= {"status": "done", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    results = save()
     if rank_zero_only.rank == 0:
         report(cfg, results, output_dir)
     return results
 
 
+def error_line(err: BaseException) -> str:
+    """A user error's one line, or the type and the whole message of another error, on one line."""
+    cause = user_error(err)
+    if cause is not None:
+        return one_line(cause)
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
 def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
-    """Summary tables, the per-category bar chart, the W&B summary run and the printed tables."""
-    write_tables(results, output_dir)
-    title = f"{results['benchmark']}, {results['backbone']} (final model)"
-    metric_bars(results["categories"], METRICS, title, output_dir / "metrics_per_category.png")
-    if "wandb" in (cfg.get("logger") or {}):
-        log_wandb_summary(cfg, results)
+    """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
+    them once, when it ends: ``fod_lightning.sweep_callback``)."""
+    title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
     print(f"results: {output_dir / 'results.json'}")
+    if in_multirun():
+        return
+    from fod_lightning.reporting import summarize_folder
+
+    summary = summarize_folder(output_dir)
+    if "wandb" in (cfg.get("logger") or {}):
+        from fod_lightning.reporting.wandb_summary import log_summary_run
+
+        log_summary_run(summary)
 
 
-def log_wandb_summary(cfg: DictConfig, results: dict) -> None:
-    """A closing W&B run in the job's group holding the per-category + mean table."""
-    import wandb
-
-    summary_cfg = cfg.copy()
-    with open_dict(summary_cfg):
-        summary_cfg.data.category = "summary"
-    logger = hydra.utils.instantiate(summary_cfg.logger.wandb)
-    table = wandb.Table(columns=["category", *METRICS])
-    for name, metrics in [*results["categories"].items(), ("mean", results["mean"])]:
-        table.add_data(name, *(metrics.get(m) for m in METRICS))
-    means = {f"summary/mean_{k}": v for k, v in results["mean"].items()}
-    logger.experiment.log({"summary/per_category": table, **means})
-    logger.experiment.finish()
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")
-def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except Exception as err:
-        # Bad input or config is the user's to fix: one line naming the file or key and the fix.
-        cause = user_error(err)
-        if cause is None:
-            raise
-        print(f"error: {one_line(cause)}", file=sys.stderr)
-        sys.exit(2)
+def main(cfg: DictConfig) -> float | None:
+    """Run the job; return ``optimized_metric`` (mean over the job's categories) for a sweeper.
+
+    Bad input or config is the user's to fix: one line naming the file or key and the fix. In a multirun a
+    failed job returns nan (its results.json says ``failed``) and the sweep goes on.
+    """
+    with ddp_job_scope():
+        try:
+            results = run(cfg)
+        except Exception as err:
+            cause = user_error(err)
+            if cause is None and not in_multirun():
+                raise
+            if cause is None:
+                log.exception("job failed")
+            print(f"error: {error_line(err)}", file=sys.stderr)
+            if not in_multirun():
+                sys.exit(2)
+            return math.nan
+    name = cfg.get("optimized_metric")
+    return objective_value(results, name) if name else None
 
 
 if __name__ == "__main__":

@@ -1,52 +1,42 @@
-"""Turn a run or multirun folder into one per-category + mean table (Markdown and CSV).
+"""Summarise a run or sweep folder: jobs grouped by setting (everything but category and seed), mean and
+standard deviation over seeds per category, a comparison across settings, failed and unfinished jobs.
 
-python -m fod_lightning.summarize outputs/run/multiruns/2026-11-28_12-00-00
+python -m fod_lightning.summarize outputs/run/multiruns/2026-11-28_12-00-00 [--wandb]
+
+Writes summary.md, summary.csv and summary.png into the folder; --wandb also writes (or updates) the
+folder's one W&B summary run.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from fod_lightning.plots import metric_bars
-from fod_lightning.results import METRICS, build_results, format_table, write_tables
-
-
-def collect(folder: Path) -> dict:
-    """Merge every ``results.json`` below ``folder`` (one per job) into one results dict."""
-    files = sorted(folder.rglob("results.json"))
-    if not files:
-        raise FileNotFoundError(f"no results.json below {folder}: point at a run or multirun output folder")
-    merged, heads = {}, set()
-    for path in files:
-        results = json.loads(path.read_text())
-        heads.add((results["benchmark"], results["backbone"], results.get("protocol", "paper")))
-        for name, metrics in results["categories"].items():
-            if name in merged:
-                raise ValueError(
-                    f"category {name} appears twice below {folder} ({path}): summarize one sweep at a time"
-                )
-            merged[name] = metrics
-    if len(heads) > 1:
-        raise ValueError(f"{folder} mixes benchmarks/backbones/protocols {sorted(heads)}: summarize them separately")
-    benchmark, backbone, protocol = heads.pop()
-    return build_results(benchmark, backbone, protocol, merged)
+from fod_lightning.reporting import summarize_folder
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--wandb", action="store_true", help="write the folder's W&B summary run")
+    parser.add_argument("--project", help="W&B project (default: the jobs' logger.wandb.project)")
+    parser.add_argument("--entity", help="W&B entity (default: the jobs' logger.wandb.entity)")
+    parser.add_argument("--group", help="W&B group (default: the jobs' logger.wandb.group)")
     args = parser.parse_args(argv)
     try:
-        results = collect(args.folder)
-    except (FileNotFoundError, ValueError) as err:
+        summary = summarize_folder(args.folder)
+    except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    md, table = write_tables(results, args.folder)
-    title = f"{results['benchmark']}, {results['backbone']} (final model)"
-    metric_bars(results["categories"], METRICS, title, args.folder / "metrics_per_category.png")
-    print(format_table(results))
-    print(f"written: {md} {table}")
+    print(summary.markdown)
+    for job in summary.not_finished:
+        print(f"warning: job {job.folder} {job.status}: {job.detail}", file=sys.stderr)
+    if args.wandb:
+        from fod_lightning.reporting.wandb_summary import log_summary_run
+
+        run_dir = log_summary_run(summary, args.project, args.entity, args.group)
+        print(f"W&B summary run: {run_dir}")
+    written = [args.folder / "summary.md", args.folder / "summary.csv", *([summary.figure] if summary.figure else [])]
+    print("written:", *written)
     return 0
 
 

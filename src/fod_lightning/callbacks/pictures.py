@@ -4,20 +4,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning import Callback
 from torchmetrics.functional.classification import binary_roc
 
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fod_lightning.metrics import BinaryF1Max
 from fod_lightning.plots import panel, roc_and_histogram
+from fod_lightning.utils.wandb_mode import staging_inside
 
 
 class TestPictures(Callback):
     """Collects the test predictions of one category and draws them.
 
     One normalisation per category (min and max over all its test maps), so normal images do not
-    look anomalous; predicted masks use the pixel F1-max threshold. Under DDP, rank zero draws the
-    test images of its own shard.
+    look anomalous; predicted masks use the pixel F1-max threshold. Under DDP, rank zero gathers every
+    process's test images (each scored once) and draws them all, once.
 
     Args:
         dirpath: output folder (``<run>/<category>/pictures``).
@@ -47,6 +49,8 @@ class TestPictures(Callback):
             })  # fmt: skip
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.world_size > 1:
+            self.items = self._gathered(trainer)
         if not trainer.is_global_zero or not self.items:
             return
         category = trainer.datamodule.category
@@ -67,6 +71,14 @@ class TestPictures(Callback):
             panel_paths.append(path)
         if self.wandb_table:
             self._log_table(trainer, normalised, panel_paths, category)
+
+    def _gathered(self, trainer) -> list[dict]:
+        """Every process's items on rank zero (empty elsewhere), in the one-process order (defect type, path)."""
+        shards = [None] * trainer.world_size if trainer.is_global_zero else None
+        dist.gather_object(self.items, shards, dst=0)
+        if not trainer.is_global_zero:
+            return []
+        return sorted((it for shard in shards for it in shard), key=lambda it: (it["defect"], it["path"]))
 
     def _threshold(self, trainer, pl_module, normalised: np.ndarray, lo: float, hi: float) -> float:
         """Predicted-mask threshold on the normalised maps.
@@ -106,4 +118,5 @@ class TestPictures(Callback):
                            wandb.Image(it["mask"] * 255), wandb.Image((normalised[k] * 255).astype(np.uint8)),
                            panel_image)  # fmt: skip
         for lg in loggers:
-            lg.experiment.log({f"test/{category}/predictions": table})
+            with staging_inside(lg.experiment):
+                lg.experiment.log({f"test/{category}/predictions": table})

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
@@ -66,15 +67,28 @@ class AnomalyDataModule(LightningDataModule):
             raise ConfigError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
         self.val_protocol, self.val_fraction, self.val_seed = val_protocol, val_fraction, val_seed
         self.augment = augment
-        self.check_category(self.category)
+        self.check_category(self.category, self.root)
         self._splits: dict[str, Dataset] = {}
 
     @classmethod
-    def check_category(cls, category: str) -> None:
-        if category not in cls.categories:
-            raise DatasetLayoutError(
-                f"unknown {cls.benchmark} category {category!r}: use one of {', '.join(cls.categories)} or all"
-            )
+    def check_category(cls, category: str, root: Path | None = None) -> None:
+        """An official name, or (with ``root``) a folder of ``root`` in this benchmark's layout."""
+        if category in cls.categories or (root is not None and cls.is_category_folder(Path(root), category)):
+            return
+        raise DatasetLayoutError(
+            f"unknown {cls.benchmark} category {category!r}: use one of {', '.join(cls.categories)} or all, "
+            f"or a folder <data.root>/{category} in the {cls.benchmark} layout"
+        )
+
+    @classmethod
+    def is_category_folder(cls, root: Path, name: str) -> bool:
+        """Whether ``root/name`` holds a category in this layout (it has a ``train`` folder)."""
+        return (root / name / "train").is_dir()
+
+    def categories_on_disk(self) -> list[str]:
+        """Every category under ``root`` in this layout, official names or not, sorted."""
+        root = self.require_root()
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and self.is_category_folder(root, p.name))
 
     root_holds: str = "the category folders"  # what data.root must contain, for the error message
 
@@ -164,7 +178,27 @@ class AnomalyDataModule(LightningDataModule):
         return self._loader("reference", self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._unpadded(self._loader("val", self.eval_batch_size, shuffle=False))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._unpadded(self._loader("test", self.eval_batch_size, shuffle=False))
+
+    def _unpadded(self, loader: DataLoader) -> DataLoader:
+        """Under DDP every evaluation image goes to exactly one process: Lightning's default sampler pads the
+        shards to equal length with duplicates, which would be scored twice. The same loader with an unpadded
+        sampler (shards may differ by one image; the metrics' cat-state sync gathers unequal shards)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return loader
+        sampler = UnrepeatedDistributedSampler(
+            loader.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            persistent_workers=loader.persistent_workers,
+            pin_memory=loader.pin_memory,
+        )

@@ -66,9 +66,15 @@ class FolderDataModule(AnomalyDataModule):
         self.has_masks = mask_dir is not None
 
     @classmethod
-    def check_category(cls, category: str) -> None:
+    def check_category(cls, category: str, root: Path | None = None) -> None:
         if not str(category).strip():
             raise DatasetLayoutError("folder data needs a non-empty data.category name: set data.category=NAME")
+
+    def categories_on_disk(self) -> list[str]:
+        raise ConfigError(
+            "data.category=all means every category folder of a benchmark; folder data is one category: "
+            "set data.category=NAME"
+        )
 
     @property
     def category_root(self) -> Path:

@@ -1,6 +1,7 @@
 """VisA (Zou et al., ECCV 2022) as downloaded, with its one-class split file ``split_csv/1cls.csv``."""
 
 import csv
+from pathlib import Path
 
 from fod_lightning.data.datamodule import AnomalyDataModule
 from fod_lightning.data.samples import DatasetLayoutError, Sample
@@ -31,6 +32,18 @@ class VisADataModule(AnomalyDataModule):
         "lists, relative to <root>, e.g. <root>/candle/Data/Images/Normal/0000.JPG "
         "(download: github.com/amazon-science/spot-diff)"
     )
+
+    @classmethod
+    def is_category_folder(cls, root: Path, name: str) -> bool:
+        """Categories are the objects of the split file (official names or not)."""
+        split_file = root / SPLIT_FILE
+        if not split_file.is_file():
+            return False
+        with split_file.open(newline="") as f:
+            return any(row.get("object") == name for row in csv.DictReader(f))
+
+    def categories_on_disk(self) -> list[str]:
+        return sorted({row["object"] for row in self._rows()})
 
     def _rows(self) -> list[dict[str, str]]:
         split_file = self.category_root.parent / SPLIT_FILE  # category_root raises if the root is missing

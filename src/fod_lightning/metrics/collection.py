@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
+from torchmetrics.aggregation import SumMetric
 from torchmetrics.classification import BinaryAUROC
 
 from fod_lightning.metrics.aupro import AUPRO
@@ -19,7 +20,8 @@ def _curve_pair(prefix: str, thresholds: Tensor | None) -> MetricCollection:
 
 
 class AnomalyMetrics(nn.Module):
-    """image_auroc, image_f1_max and (with ``pixel_metrics``) pixel_auroc, pixel_f1_max, pixel_aupro.
+    """image_auroc, image_f1_max and (with ``pixel_metrics``) pixel_auroc, pixel_f1_max, pixel_aupro, and
+    num_images: how many images were scored (over all processes; under DDP each image must count once).
 
     Shapes: ``image_scores`` (N,), ``labels`` (N,) in {0, 1}, ``anomaly_maps`` (N, H, W), ``masks`` (N, H, W) in
     {0, 1}. Scores are used raw (no sigmoid). Image metrics are always exact. Pixel metrics are exact when
@@ -40,6 +42,7 @@ class AnomalyMetrics(nn.Module):
         self.binned = binned_pixel_thresholds is not None
         self.score_range = score_range
         self.image = _curve_pair("image", None)
+        self.image_count = SumMetric()
         if pixel_metrics:
             thresholds = torch.linspace(*score_range, binned_pixel_thresholds) if self.binned else None
             self.pixel = _curve_pair("pixel", thresholds)
@@ -50,6 +53,7 @@ class AnomalyMetrics(nn.Module):
     ) -> None:
         """Add a batch; ``anomaly_maps`` and ``masks`` are required only with ``pixel_metrics``."""
         self.image.update(image_scores.detach().flatten(), labels.flatten().bool())
+        self.image_count.update(float(image_scores.numel()))
         if not self.pixel_metrics:
             return
         if anomaly_maps is None or masks is None:
@@ -63,6 +67,7 @@ class AnomalyMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         """Metric name -> value."""
         values = {k: float(v) for k, v in self.image.compute().items()}
+        values["num_images"] = float(self.image_count.compute())
         if self.pixel_metrics:
             values.update({k: float(v) for k, v in self.pixel.compute().items()})
             values["pixel_aupro"] = float(self.pixel_aupro.compute())
@@ -71,6 +76,7 @@ class AnomalyMetrics(nn.Module):
     def reset(self) -> None:
         """Clear all states."""
         self.image.reset()
+        self.image_count.reset()
         if self.pixel_metrics:
             self.pixel.reset()
             self.pixel_aupro.reset()

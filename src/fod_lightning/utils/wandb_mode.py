@@ -1,10 +1,17 @@
-"""W&B logger that falls back to offline mode when no server can be reached."""
+"""W&B logger that falls back to offline mode when no server can be reached, and keeps a run's files together."""
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
+
+from fod_lightning.run_info import job_info
+
+MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 
 
 def wandb_server_reachable(base_url: str | None = None, timeout: float = 2.0) -> bool:
@@ -19,17 +26,46 @@ def wandb_server_reachable(base_url: str | None = None, timeout: float = 2.0) ->
 
 
 def resolve_mode(mode: str = "auto") -> str:
-    """``auto``: ``WANDB_MODE`` if set, else online when the server answers and offline otherwise."""
+    """``auto``: ``WANDB_MODE`` if set, else online when the server answers and offline otherwise (said once,
+    only then: a mode that was asked for is used silently)."""
     if mode != "auto":
         return mode
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
-    return "online" if wandb_server_reachable() else "offline"
+    if wandb_server_reachable():
+        return "online"
+    print("W&B server unreachable: logging offline (sync later with `wandb sync <run dir>/wandb`)")
+    return "offline"
 
 
-def wandb_logger(mode: str = "auto", **kwargs) -> WandbLogger:
-    """Lightning's WandbLogger with ``mode`` resolved (``auto``, ``online``, ``offline``, ``disabled``)."""
-    resolved = resolve_mode(mode)
-    if resolved == "offline" and mode == "auto":
-        print("W&B server unreachable: logging offline (sync later with `wandb sync <run dir>/wandb`)")
-    return WandbLogger(mode=resolved, **kwargs)
+def wandb_logger(mode: str = "auto", tags: list[str] | None = None, swept_tags: bool = True, **kwargs) -> WandbLogger:
+    """Lightning's WandbLogger with ``mode`` resolved (``auto``, ``online``, ``offline``, ``disabled``).
+
+    Args:
+        swept_tags: add a ``key=value`` tag for each parameter the job's sweep varies.
+        Other arguments: :class:`lightning.pytorch.loggers.WandbLogger` (and ``wandb.init``).
+    """
+    tags = [str(t) for t in tags or []]
+    if swept_tags:
+        tags += [f"{key}={value}" for key, value in job_info().swept.items()]
+    tags = list(dict.fromkeys(t[:MAX_TAG_LENGTH] for t in tags))
+    return WandbLogger(mode=resolve_mode(mode), tags=tags, **kwargs)
+
+
+@contextmanager
+def staging_inside(run) -> Iterator[None]:
+    """Log tables with their pixels inside the run's own folder.
+
+    W&B stores a logged table's images in an artifact whose files it first copies to a staging folder, by
+    default in the user's home (``WANDB_DATA_DIR``); an offline run copied elsewhere would lose them. The
+    staging folder is put inside the run's folder while the table is logged.
+    """
+    previous = os.environ.get("WANDB_DATA_DIR")
+    os.environ["WANDB_DATA_DIR"] = str(Path(run.dir).parent / "data")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("WANDB_DATA_DIR", None)
+        else:
+            os.environ["WANDB_DATA_DIR"] = previous

@@ -1,0 +1,50 @@
+"""A run or sweep folder as tables: jobs grouped by setting, mean and std over seeds, Markdown + CSV + figure.
+
+Shared by ``python -m fod_lightning.summarize``, the end of a single run and the end of a multirun.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fod_lightning.plots import setting_bars
+from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
+from fod_lightning.reporting.tables import setting_table, write_csv, write_markdown
+from fod_lightning.results import READINGS
+
+FIGURE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+
+
+@dataclass
+class Summary:
+    folder: Path
+    jobs: list[Job]
+    settings: dict[str, Setting]
+    tables: dict[str, dict[str, dict]]  # setting key -> reading -> category -> metric -> Stat
+    notes: list[str]
+    markdown: str = ""
+    figure: Path | None = None
+
+    @property
+    def not_finished(self) -> list[Job]:
+        return [j for j in self.jobs if j.status != "done"]
+
+
+def summarize_folder(folder: Path) -> Summary:
+    """Read every job below ``folder`` and write ``summary.md``, ``summary.csv`` and ``summary.png`` there."""
+    jobs = find_jobs(folder)
+    if not jobs:
+        raise FileNotFoundError(f"no results.json below {folder}: point at a run or multirun output folder")
+    rows, settings, notes = rows_of(jobs)
+    settings = {k: s for k, s in settings.items() if any(r.setting == k for r in rows)}  # failed jobs: listed only
+    tables = {key: {reading: setting_table([r for r in rows if r.setting == key], reading) for reading in READINGS}
+              for key in settings}  # fmt: skip
+    summary = Summary(folder, jobs, settings, tables, notes)
+    title = f"{folder.name}: {len(settings)} setting(s), {len(jobs)} job(s)"
+    summary.markdown = write_markdown(folder / "summary.md", title, tables, settings, jobs, notes, folder)
+    write_csv(folder / "summary.csv", tables, settings)
+    if rows:
+        summary.figure = folder / "summary.png"
+        test_tables = {k: t["test"] for k, t in tables.items()}
+        setting_bars(test_tables, {k: s.label for k, s in settings.items()}, FIGURE_METRICS,
+                     "test split: mean over seeds, error bar = std", summary.figure)  # fmt: skip
+    return summary

@@ -1,0 +1,124 @@
+"""Per-setting statistics over seeds, and their Markdown and CSV tables.
+
+Mean and sample standard deviation (ddof=1; blank with one seed) over seeds, per category. The ``mean`` row
+is the mean over categories of the category means; its standard deviation is that of the per-seed means over
+categories, given only when every category has every seed (otherwise the seeds are not comparable).
+"""
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from fod_lightning.reporting.jobs import Job, Row, Setting
+from fod_lightning.results import METRICS, READINGS
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float | None
+    n: int
+
+    def cell(self) -> str:
+        return f"{self.mean:.4f}" if self.std is None else f"{self.mean:.4f} ± {self.std:.4f}"
+
+
+def stat(values: list[float]) -> Stat:
+    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+
+def setting_table(rows: list[Row], reading: str) -> dict[str, dict[str, Stat]]:
+    """category (then ``mean``) -> metric -> Stat, for the rows of one setting."""
+    categories = list(dict.fromkeys(r.category for r in rows))
+    seeds = list(dict.fromkeys(r.seed for r in rows))
+    values = {(r.category, r.seed): getattr(r, reading) for r in rows}
+    table = {}
+    for category in categories:
+        per_metric = {m: [v[m] for (c, _), v in values.items() if c == category and m in v] for m in METRICS}
+        table[category] = {m: stat(vs) for m, vs in per_metric.items() if vs and not any(map(math.isnan, vs))}
+    metrics = [m for m in METRICS if categories and all(m in table[c] for c in categories)]
+    balanced = all((c, s) in values for c in categories for s in seeds)
+    mean_row = {}
+    for m in metrics:
+        mean = statistics.fmean(table[c][m].mean for c in categories)
+        per_seed = [statistics.fmean(values[(c, s)][m] for c in categories) for s in seeds] if balanced else []
+        std = statistics.stdev(per_seed) if len(per_seed) > 1 else None
+        mean_row[m] = Stat(mean, std, len(seeds) if balanced else min(table[c][m].n for c in categories))
+    table["mean"] = mean_row
+    return table
+
+
+def markdown_table(table: dict[str, dict[str, Stat]]) -> str:
+    lines = ["| category | seeds | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 2)]
+    for name, stats in table.items():
+        n = max((s.n for s in stats.values()), default=0)
+        cells = [stats[m].cell() if m in stats else "-" for m in METRICS]
+        lines.append(f"| {'**mean**' if name == 'mean' else name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_table(tables: dict[str, dict[str, dict[str, Stat]]], settings: dict[str, Setting]) -> str:
+    """One row per setting: the mean row of its test reading."""
+    lines = ["| setting | protocol | test_ckpt | categories | seeds | " + " | ".join(METRICS) + " |",
+             "|" + "---|" * (len(METRICS) + 5)]  # fmt: skip
+    for key, per_reading in tables.items():
+        test, header = per_reading["test"], settings[key].header
+        mean = test.get("mean", {})
+        seeds = max((s.n for s in mean.values()), default=0)
+        cells = [mean[m].cell() if m in mean else "-" for m in METRICS]
+        lines.append(f"| {settings[key].label} | {header.get('protocol')} | {header.get('test_ckpt') or 'last'} | "
+                     f"{len(test) - 1} | {seeds} | " + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def jobs_table(jobs: list[Job], folder: Path) -> str:
+    """Failed and unfinished jobs; empty when every job finished."""
+    lines = [f"| {j.folder.relative_to(folder)} | {j.status} | {_seed(j)} | {j.detail.replace('|', '/')} |"
+             for j in jobs if j.status != "done"]  # fmt: skip
+    return "\n".join(["| job | status | seed | detail |", "|---|---|---|---|", *lines]) if lines else ""
+
+
+def _seed(job: Job) -> str:
+    return str(job.run.get("seed", "?"))
+
+
+def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Setting], jobs: list[Job],
+                   notes: list[str], folder: Path) -> str:  # fmt: skip
+    done = sum(j.status == "done" for j in jobs)
+    parts = [f"# {title}\n", f"{done} of {len(jobs)} jobs finished; {len(settings)} setting(s).\n"]
+    not_done = jobs_table(jobs, folder)
+    if not_done:
+        parts.append(f"## Jobs that did not finish\n\n{not_done}\n")
+    parts += [f"- {n}" for n in notes] + ([""] if notes else [])
+    if len(settings) > 1:
+        parts.append(
+            f"## Settings compared (test reading, mean over categories)\n\n{comparison_table(tables, settings)}\n"
+        )
+    for key, per_reading in tables.items():
+        h = settings[key].header
+        parts.append(f"## {settings[key].label}\n\n{h.get('benchmark')}, {h.get('backbone')}, validation protocol "
+                     f"{h.get('protocol')}, test_ckpt {h.get('test_ckpt') or 'last'}\n")  # fmt: skip
+        for reading, meaning in READINGS.items():
+            parts.append(f"### {reading}: {meaning}\n\n{markdown_table(per_reading[reading])}\n")
+    text = "\n".join(parts)
+    path.write_text(text)
+    return text
+
+
+def write_csv(path: Path, tables: dict, settings: dict[str, Setting]) -> None:
+    """One row per setting, reading and category: mean, std and seed count of every metric."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["setting", "reading", "category", "seeds",
+                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])  # fmt: skip
+        for key, per_reading in tables.items():
+            for reading, table in per_reading.items():
+                for category, stats in table.items():
+                    n = max((s.n for s in stats.values()), default=0)
+                    cells = []
+                    for m in METRICS:
+                        s = stats.get(m)
+                        cells += ["", ""] if s is None else [f"{s.mean:.6f}", "" if s.std is None else f"{s.std:.6f}"]
+                    writer.writerow([settings[key].label, reading, category, n, *cells])

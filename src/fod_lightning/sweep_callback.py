@@ -1,0 +1,41 @@
+"""Hydra callback of every multirun: checks before it starts, its summary when it ends."""
+
+import logging
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("fod_lightning")
+
+
+class SweepCallback(Callback):
+    """Runs in the process that launches the sweep (basic, joblib, submitit and Optuna alike)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        storage = config.hydra.sweeper.get("storage")
+        if storage and int(metadata.version("optuna").split(".")[0]) < 3:
+            # optuna 2.x (the range hydra-optuna-sweeper supports) cannot open SQL storage under SQLAlchemy 2
+            print(f"error: hydra.sweeper.storage={storage} is not supported with optuna "
+                  f"{metadata.version('optuna')}: leave hydra.sweeper.storage=null (in-memory study)",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """summary.md/.csv/.png in the sweep folder, and its one W&B summary run with ``logger=wandb``. If the
+        launching process is gone, ``python -m fod_lightning.summarize DIR [--wandb]`` does the same."""
+        from fod_lightning.reporting import summarize_folder
+        from fod_lightning.reporting.wandb_summary import log_summary_run
+
+        folder = Path(str(config.hydra.sweep.dir))
+        try:
+            summary = summarize_folder(folder)
+            print(f"\n{summary.markdown}\nsweep summary: {folder / 'summary.md'}")
+            for job in summary.not_finished:
+                print(f"warning: job {job.folder} {job.status}: {job.detail}", file=sys.stderr)
+            if "wandb" in (config.get("logger") or {}):
+                log_summary_run(summary)
+        except Exception as err:  # a finished sweep must not end in a traceback because of its summary
+            log.error("could not summarise %s (%s): run python -m fod_lightning.summarize %s", folder, err, folder)
