@@ -9,6 +9,7 @@ in one process on the same images and weights, for (a) the authors' structure (`
 import argparse
 import copy
 import datetime
+import gc
 import itertools
 import json
 import platform
@@ -110,7 +111,7 @@ class Variant:
         return seconds
 
     def memory(self, device) -> None:
-        """Peak memory over two calls (after timing: on a CPU, measuring RSS slows allocations)."""
+        """Peak memory over two calls."""
         with PeakMemory(device) as mem:
             self.step()
             self.step()
@@ -199,50 +200,50 @@ def main(argv=None) -> dict:
           f"widths {args.widths}, {args.heads} heads, {args.depth} layers", flush=True)  # fmt: skip
     record = {"date": datetime.date.today().isoformat(), "machine": machine(device), "args": vars(args)}
     base_repeats = args.baseline_repeats or args.repeats
-    variants: list[Variant] = []
+    rows: list[dict] = []
 
-    print("training time", flush=True)
+    def measure(variant: Variant, profile: Path | None = None) -> dict:
+        """Time, profile, then the peak memory; then free the variant's model, so that each variant's
+        peak is measured beside the shared data alone."""
+        variant.time(device, args.warmup)
+        if profile:
+            write_profile(variant, device, profile)
+        variant.memory(device)
+        variant.step = None
+        gc.collect()
+        rows.append(variant.row)
+        return variant.row
+
+    print("training", flush=True)
     if not args.skip_baseline:
         record["loss_relative_difference"] = loss_parity(net, images[:1].to(device))
         print(f"  same weights, same image: total loss differs by {record['loss_relative_difference']:.1e} (relative)")
         base, b1 = copy.deepcopy(net), Batches(len(images), 1)
         base_opt = torch.optim.Adam(trainable(base), lr=1e-4)
-        variants.append(Variant("baseline (authors' structure)", 1, lambda: baseline.train_step(
+        measure(Variant("baseline (authors' structure)", 1, lambda: baseline.train_step(
             base, base_opt, images[b1.next()].to(device)), base_repeats))  # fmt: skip
-        variants[-1].time(device, args.warmup)
-    ours = [training_variant("fod_lightning", net, features, int(b), device, args.repeats)
+        del base, base_opt
+    ours = [measure(training_variant("fod_lightning", net, features, int(b), device, args.repeats))
             for b in args.train_batches.split(",")]  # fmt: skip
-    for variant in ours:
-        variant.time(device, args.warmup)
-    best = min(ours, key=lambda v: v.row["seconds_per_image"])
-    variants += ours
+    best = min(ours, key=lambda row: row["seconds_per_image"])["batch"]
     extras = [("+ bf16 autocast", False, True)] if args.bf16 else []
     extras += [("+ torch.compile", True, False)] if args.compile else []
     extras += [("+ torch.compile + bf16 autocast", True, True)] if args.compile and args.bf16 else []
-    for suffix, compiled, bf16 in extras:
-        variants.append(training_variant(f"fod_lightning {suffix}", net, features, best.batch, device, args.repeats,
-                                         compiled, bf16))  # fmt: skip
-        variants[-1].time(device, args.warmup)
+    for i, (suffix, compiled, bf16) in enumerate(extras):
+        profile = Path(args.profile) if args.profile and i == len(extras) - 1 else None
+        measure(training_variant(f"fod_lightning {suffix}", net, features, best, device, args.repeats, compiled, bf16),
+                profile)  # fmt: skip
 
-    if args.profile:
-        write_profile(variants[-1], device, Path(args.profile))
-
-    print("scoring time", flush=True)
+    print("scoring", flush=True)
     net.eval()
     if not args.skip_baseline:
         b1 = Batches(len(images), 1)
-        variants.append(Variant("baseline scoring (authors' test)", 1,
-                                lambda: baseline.score(net, images[b1.next()].to(device)), base_repeats))  # fmt: skip
-        variants[-1].time(device, args.warmup)
+        measure(Variant("baseline scoring (authors' test)", 1,
+                        lambda: baseline.score(net, images[b1.next()].to(device)), base_repeats))  # fmt: skip
     for suffix, compiled, bf16 in [("", False, False), *extras]:
-        variants.append(scoring_variant(f"fod_lightning scoring {suffix}".strip(), net, images, args.eval_batch,
-                                        device, args.repeats, compiled, bf16))  # fmt: skip
-        variants[-1].time(device, args.warmup)
-
-    print("peak memory", flush=True)
-    for variant in variants:
-        variant.memory(device)
-    record["rows"] = [v.row for v in variants]
+        measure(scoring_variant(f"fod_lightning scoring {suffix}".strip(), net, images, args.eval_batch, device,
+                                args.repeats, compiled, bf16))  # fmt: skip
+    record["rows"] = rows
     record["ratios"] = ratios(record["rows"])
     for key, value in record["ratios"].items():
         print(f"  {key}: {value:.2f}")

@@ -11,12 +11,13 @@ import torch
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def return_freed_memory_to_the_os() -> None:
-    """Make large CPU allocations use mmap (freed memory goes back to the OS at once), so the RSS peak
-    of one measurement is not hidden by memory kept from an earlier one. glibc only; a no-op elsewhere."""
+def set_mmap_threshold(size: int) -> None:
+    """glibc's M_MMAP_THRESHOLD: allocations of ``size`` bytes or more use mmap and go back to the OS when
+    freed. Small while measuring RSS (a peak is not hidden by memory kept from before; allocations get
+    slower), large while timing. Also returns free heap memory to the OS. A no-op without glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: fixed, no dynamic growth
+        libc.mallopt(-3, size)
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -51,7 +52,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start = torch.cuda.memory_allocated(self.device)
         else:
-            return_freed_memory_to_the_os()
+            set_mmap_threshold(64 * 1024)
             self.start = self.peak = current_rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -65,6 +66,7 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak = max(self.peak, current_rss())
+            set_mmap_threshold(32 * 1024 * 1024)
 
     @property
     def added(self) -> int:
