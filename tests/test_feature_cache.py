@@ -51,6 +51,27 @@ def test_disk_cache_is_reused_until_an_image_or_a_setting_changes(tmp_path, imag
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 3
 
 
+def test_two_jobs_sharing_the_cache_folder_both_get_whole_features(tmp_path, images):
+    """Two processes computing the same key at once: each writes its own temporary file and renames it
+    into place, so both finish and the file left is complete."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        shapes = pool.starmap(_cache_worker, [(str(tmp_path / "cache"), [str(p) for p in images])] * 2)
+    assert shapes == [[(3, 2, 4, 4), (3, 5, 2, 2)]] * 2
+    (path,) = (tmp_path / "cache").glob("*.pt")
+    assert torch.load(path, weights_only=True)["stage1"].shape == (3, 5, 2, 2)
+    assert not list((tmp_path / "cache").glob(".*"))
+
+
+def _cache_worker(directory, image_paths):
+    from pathlib import Path
+
+    maps = FeatureCache("disk", directory).features([Path(p) for p in image_paths], SETTINGS, Counting())
+    return [tuple(m.shape) for m in maps]
+
+
 def test_memory_cache_writes_nothing(tmp_path, images):
     compute = Counting()
     FeatureCache("memory", str(tmp_path / "cache")).features(images, SETTINGS, compute)
