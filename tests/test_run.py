@@ -75,6 +75,11 @@ def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):
     model: FODLitModule = hydra.utils.instantiate(make_config().model)
     model.load_state_dict(ckpt["state_dict"])
     assert model.net.reference.is_set
+    # last.ckpt keeps what resuming needs; the best-epoch checkpoints only serve evaluation: no Adam state
+    assert ckpt["optimizer_states"]
+    best_path = tmp_path / "out" / "brick" / "checkpoints" / "best_image_auroc.ckpt"
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in best and "net.reference.stage0" in best["state_dict"]
 
 
 def cli(*args, cwd):
