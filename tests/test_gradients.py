@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fod_lightning.models.fod import FODStage
-from fod_lightning.models.losses import StageLosses, phase_objectives, stage_losses
+from fod_lightning.models.losses import StageLosses, phase_objectives, stage_losses, training_objective
 
 GRID = (3, 4)
 
@@ -157,3 +157,14 @@ def test_summed_backward_equals_authors_two_backward_procedure():
         torch.testing.assert_close(pa, pb, rtol=1e-10, atol=1e-12, msg=name)
     # and training moved the parameters, so the comparison is not vacuous
     assert not torch.allclose(next(stages_a.parameters()), next(tiny_stage(seed=0).parameters()))
+
+
+def test_reconstruction_only_ablation_back_propagates_the_reconstruction_loss_once():
+    stage = tiny_stage(with_intra=False, with_inter=False)
+    tokens, reference = inputs()
+    out = stage(tokens, GRID, reference)
+    losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
+    loss1, loss2 = phase_objectives(losses, 0.5, 0.5)
+    assert torch.equal(loss1, losses.rec) and torch.equal(loss2, losses.rec)  # both phases reduce to L_rec
+    assert torch.equal(training_objective(losses, loss1, loss2, correlation=False), losses.rec)
+    assert torch.equal(training_objective(losses, loss1, loss2, correlation=True), loss1 + loss2)

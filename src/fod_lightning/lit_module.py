@@ -10,7 +10,7 @@ from fod_lightning.feature_cache import FeatureCache, compute_maps, file_identit
 from fod_lightning.metrics import AnomalyMetrics
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod import FOD, AnomalyPrediction
-from fod_lightning.models.losses import phase_objectives, stage_losses
+from fod_lightning.models.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.reference import mean_feature_maps
 
 EVAL_STAGES = ("val", "test")
@@ -126,7 +126,8 @@ class FODLitModule(LightningModule):
         for i, out in enumerate(self.net.forward_features(maps)):
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
-            total = total + loss1 + loss2
+            correlation = self.hparams.with_intra or self.hparams.with_inter
+            total = total + training_objective(losses, loss1, loss2, correlation)
             parts = {f"train/stage{i}/{k}": v for k, v in losses.items()}
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
             self.log_dict(parts, batch_size=len(batch))

@@ -60,3 +60,12 @@ def phase_objectives(losses: StageLosses, lambda1: float, lambda2: float) -> tup
         + lambda2 * losses.inter_ent
     )
     return loss1, loss2
+
+
+def training_objective(
+    losses: StageLosses, loss1: torch.Tensor, loss2: torch.Tensor, correlation: bool
+) -> torch.Tensor:
+    """The scalar one backward pass minimises for a stage: loss1 + loss2 (their gradients add up as in
+    the authors' two backward passes), or L_rec once when neither correlation branch is on (then both
+    phase objectives reduce to L_rec, and the authors back-propagate it once)."""
+    return loss1 + loss2 if correlation else losses.rec
