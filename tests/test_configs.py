@@ -93,3 +93,13 @@ def test_paper_preset_builds_the_authors_model(make_config):
     # reference section 1.3: 17.81 M in the state dict, of which 1.97 M never used (the out projections)
     assert trainable + frozen == 3578208 + 14234208
     assert frozen == 3 * 2 * (256 * 256 + 256) + 3 * 2 * (512 * 512 + 512)
+
+
+def test_backbone_given_with_a_dot_instead_of_the_group_slash_is_explained(make_config):
+    """`model.backbone=NAME` replaces the backbone config by a string; the run says to use `model/backbone=`."""
+    from fod_lightning.errors import ConfigError
+    from fod_lightning.run import run
+
+    with pytest.raises(ConfigError, match=r"model.backbone='tf_efficientnet_b6' .* model/backbone=NAME"):
+        run(make_config("model.backbone=tf_efficientnet_b6"))
+    assert make_config("model/backbone=tf_efficientnet_b6").model.backbone.name == "tf_efficientnet_b6"

@@ -111,6 +111,11 @@ def check_checkpoint(path: Path) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Top-level switches checked before any training."""
+    if not OmegaConf.is_dict(cfg.model.get("backbone")):
+        raise ConfigError(
+            f"model.backbone={cfg.model.get('backbone')!r} is not a backbone config: choose one with "
+            "model/backbone=NAME (a slash, e.g. model/backbone=wide_resnet50_2) or set model.backbone.name"
+        )
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:
@@ -142,7 +147,8 @@ def run(cfg: DictConfig) -> dict:
     per_category, notes = {}, []
 
     def save() -> dict:
-        results = build_results(datamodule_cls.benchmark, cfg.model.backbone.name, protocol,
+        backbone = OmegaConf.select(cfg, "model.backbone.name", default=str(cfg.model.get("backbone")))
+        results = build_results(datamodule_cls.benchmark, backbone, protocol,
                                 cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP
             write_results(results, output_dir / "results.json")
