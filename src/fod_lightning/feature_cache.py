@@ -41,14 +41,11 @@ def compute_maps(
     batches: Iterable[torch.Tensor], pooled_features: Callable[[torch.Tensor], list[torch.Tensor]]
 ) -> list[torch.Tensor]:
     """Per stage, the pooled maps of every image in order, (N, C, h, w) float32 on the CPU."""
-    per_stage: list[list[torch.Tensor]] | None = None
     with torch.no_grad():
-        for images in batches:
-            maps = [m.float().cpu() for m in pooled_features(images)]
-            per_stage = [[m] for m in maps] if per_stage is None else [a + [m] for a, m in zip(per_stage, maps)]
-    if per_stage is None:
+        batch_maps = [[m.float().cpu() for m in pooled_features(images)] for images in batches]
+    if not batch_maps:
         raise ValueError("cannot compute features: the training split has no images")
-    return [torch.cat(stage) for stage in per_stage]
+    return [torch.cat(stage) for stage in zip(*batch_maps)]
 
 
 class FeatureCache:

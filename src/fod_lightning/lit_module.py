@@ -123,10 +123,10 @@ class FODLitModule(LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)
         total = maps[0].new_zeros(())
+        correlation = self.hparams.with_intra or self.hparams.with_inter
         for i, out in enumerate(self.net.forward_features(maps)):
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
-            correlation = self.hparams.with_intra or self.hparams.with_inter
             total = total + training_objective(losses, loss1, loss2, correlation)
             parts = {f"train/stage{i}/{k}": v for k, v in losses.items()}
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from lightning import LightningDataModule
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
@@ -153,8 +154,7 @@ class AnomalyDataModule(LightningDataModule):
     @property
     def pin_memory(self) -> bool:
         """Page-locked batches when training on a GPU (faster, asynchronous host-to-device copies)."""
-        trainer = self.trainer
-        return trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.split(split)

@@ -8,6 +8,8 @@ from torch import nn
 from fod_lightning.models.attention import CorrelationAttention
 from fod_lightning.models.correlation import RowDiscrepancy
 
+BRANCHES = frozenset({"intra", "inter"})  # the correlation branches whose row statistics can be asked for
+
 
 class Mlp(nn.Module):
     """FFN: Linear(D, 4D) -> GELU -> Linear(4D, D) -> Dropout."""
@@ -64,7 +66,7 @@ class EncoderLayer(nn.Module):
         offsets: tuple[torch.Tensor, torch.Tensor],
         with_intra: bool,
         with_inter: bool,
-        statistics: frozenset[str] = frozenset({"intra", "inter"}),
+        statistics: frozenset[str] = BRANCHES,
     ) -> tuple[torch.Tensor, RowDiscrepancy | None, RowDiscrepancy | None]:
         """x (B, L, D), reference (1|B, L, D) embedded reference tokens; ``statistics`` names the branches
         whose row statistics are needed (the others run as plain attention when that is exact).
@@ -105,7 +107,7 @@ class Encoder(nn.Module):
         offsets: tuple[torch.Tensor, torch.Tensor],
         with_intra: bool,
         with_inter: bool,
-        statistics: frozenset[str] = frozenset({"intra", "inter"}),
+        statistics: frozenset[str] = BRANCHES,
     ) -> tuple[torch.Tensor, BranchDiscrepancy, BranchDiscrepancy]:
         intra, inter = BranchDiscrepancy(), BranchDiscrepancy()
         for layer in self.encode_layers:

@@ -10,11 +10,9 @@ from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.correlation import grid_offsets
 from fod_lightning.models.embedding import Embedding2D
-from fod_lightning.models.encoder import BranchDiscrepancy, Encoder, EncoderLayer
+from fod_lightning.models.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer
 from fod_lightning.models.reference import ReferenceFeatures
 from fod_lightning.models.scoring import SCORES, anomaly_map, image_scores, patch_scores
-
-BRANCHES = frozenset({"intra", "inter"})
 
 
 @dataclass
@@ -155,21 +153,10 @@ class FOD(nn.Module):
         self.score, self.blur_sigma = score, blur_sigma
         self.backbone = backbone
         self.stages = nn.ModuleList(
-            FODStage(
-                c,
-                d,
-                n_heads,
-                depth,
-                ffn_ratio,
-                dropout,
-                with_intra,
-                with_inter,
-                attention_out_proj,
-                block_elements,
-                compile_correlation,
-            )  # fmt: skip
+            FODStage(c, d, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter, attention_out_proj,
+                     block_elements, compile_correlation)
             for c, d in zip(backbone.channels, d_models)
-        )
+        )  # fmt: skip
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
 
