@@ -31,17 +31,21 @@ def test_default_config_builds_every_object(make_config):
 
 def test_authors_defaults_in_the_model_config(make_config):
     cfg = make_config(tiny=False)
-    m = cfg.model
-    assert (list(m.d_models), m.n_heads, m.depth, m.dropout) == ([256, 512], 8, 3, 0.0)
-    assert (m.lambda1, m.lambda2, m.blur_sigma, m.attention_out_proj) == (0.5, 0.5, 4.0, False)
+    m, net = cfg.model, cfg.model.net
+    assert (list(net.d_models), net.n_heads, net.depth, net.dropout) == ([256, 512], 8, 3, 0.0)
+    assert (m.lambda1, m.lambda2, net.blur_sigma, net.attention_out_proj) == (0.5, 0.5, 4.0, False)
+    assert not m.legacy_zero_grad
     assert cfg.data.batch_size == 1 and cfg.seed == 3407
 
 
-@pytest.mark.parametrize("backbone", options("model/backbone"))
+@pytest.mark.parametrize("backbone", options("model/net/backbone"))
 def test_backbone_configs_instantiate(make_config, backbone):
-    weights = [] if backbone == "tf_efficientnet_lite0" else ["model.backbone.weights=random"]
-    extractor = hydra.utils.instantiate(make_config(f"model/backbone={backbone}", *weights).model.backbone)
+    weights = [] if backbone == "tf_efficientnet_lite0" else ["model.net.backbone.weights=random"]
+    extractor = hydra.utils.instantiate(make_config(f"model/net/backbone={backbone}", *weights).model.net.backbone)
     assert extractor.strides == (8, 16) and len(extractor.channels) == 2
+    # the data contract: the data module normalises with the backbone's statistics
+    cfg = make_config(f"model/net/backbone={backbone}", *weights)
+    assert list(cfg.data.mean) == list(extractor.mean) and list(cfg.data.std) == list(extractor.std)
 
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "debug"])
@@ -51,14 +55,14 @@ def test_group_options_instantiate(make_config, group):
         paper = option.startswith("paper_")
         cfg = make_config(f"{group}={option}", tiny=not (gpu or paper))
         if paper:  # the authors' settings on a real benchmark
-            assert cfg.model.backbone.name == "wide_resnet50_2" and cfg.data.image_size == 256
+            assert cfg.model.net.backbone.name == "wide_resnet50_2" and cfg.data.image_size == 256
             assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.seed) == (100, 1, 3407)
             assert cfg.data._target_.startswith(f"fod_lightning.data.{option.removeprefix('paper_')}.")
             continue
         if group == "experiment":  # the ablations build their model
             model = hydra.utils.instantiate(cfg.model)
             assert (model.net.stages[0].with_intra, model.net.stages[0].with_inter) == (
-                cfg.model.with_intra, cfg.model.with_inter)  # fmt: skip
+                cfg.model.net.with_intra, cfg.model.net.with_inter)  # fmt: skip
         node = cfg.get(group) if group not in ("experiment", "debug") else cfg.trainer
         if group in ("logger", "callbacks"):
             objects = [hydra.utils.instantiate(c) for c in (node or {}).values()]
@@ -86,7 +90,7 @@ def test_data_configs_instantiate(make_config, data):
 
 
 def test_paper_preset_builds_the_authors_model(make_config):
-    cfg = make_config("experiment=paper_mvtec", "model.backbone.weights=random", tiny=False)
+    cfg = make_config("experiment=paper_mvtec", "model.net.backbone.weights=random", tiny=False)
     model = hydra.utils.instantiate(cfg.model)
     trainable = sum(p.numel() for p in model.net.stages.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.net.stages.parameters() if not p.requires_grad)
@@ -96,10 +100,10 @@ def test_paper_preset_builds_the_authors_model(make_config):
 
 
 def test_backbone_given_with_a_dot_instead_of_the_group_slash_is_explained(make_config):
-    """`model.backbone=NAME` replaces the backbone config by a string; the run says to use `model/backbone=`."""
+    """`model.net.backbone=NAME` replaces the backbone config by a string; the run says to use `model/net/backbone=`."""
     from fod_lightning.errors import ConfigError
     from fod_lightning.run import run
 
-    with pytest.raises(ConfigError, match=r"model.backbone='tf_efficientnet_b6' .* model/backbone=NAME"):
-        run(make_config("model.backbone=tf_efficientnet_b6"))
-    assert make_config("model/backbone=tf_efficientnet_b6").model.backbone.name == "tf_efficientnet_b6"
+    with pytest.raises(ConfigError, match=r"model.net.backbone=.tf_efficientnet_b6. .* model/net/backbone=NAME"):
+        run(make_config("model.net.backbone=tf_efficientnet_b6"))
+    assert make_config("model/net/backbone=tf_efficientnet_b6").model.net.backbone.name == "tf_efficientnet_b6"

@@ -40,7 +40,7 @@ def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tm
     run_section = saved["run"]
     assert run_section["status"] == "done" and run_section["seed"] == 3407
     assert run_section["categories_planned"] == ["brick", "grass", "gravel"]
-    assert run_section["config"]["data"]["batch_size"] == 2 and run_section["config"]["model"]["d_models"] == [16, 32]
+    assert run_section["config"]["data"]["batch_size"] == 2 and run_section["config"]["model"]["net"]["d_models"] == [16, 32]
     assert len(run_section["config_sha256"]) == 64 and run_section["versions"]["torch"]
     assert saved["protocol"] == "paper" and "test split" in saved["validation_split"]
 
@@ -98,11 +98,11 @@ def test_cli_from_another_directory_with_a_bad_dataset_root_gives_one_line(tmp_p
 
 
 def test_cli_missing_backbone_checkpoint_gives_one_line(tmp_path):
-    checkpoint = f"model.backbone.checkpoint_path={tmp_path}/wrn.pth"
+    checkpoint = f"model.net.backbone.checkpoint_path={tmp_path}/wrn.pth"
     proc = cli("data.category=brick", checkpoint, f"hydra.run.dir={tmp_path}/o", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
-        f"error: backbone checkpoint {tmp_path}/wrn.pth does not exist: fix model.backbone.checkpoint_path"
+        f"error: backbone checkpoint {tmp_path}/wrn.pth does not exist: fix model.net.backbone.checkpoint_path"
         in proc.stderr
     )
 

@@ -96,8 +96,8 @@ hydra:
     sampler:
       n_startup_trials: 1
     params:
-      model.d_models.0: choice(16)
-      model.d_models.1: choice(32)
+      model.net.d_models.0: choice(16)
+      model.net.d_models.1: choice(32)
       trainer.max_epochs: choice(1)
 """
 
@@ -113,7 +113,7 @@ def test_optuna_two_trials_optimise_a_held_out_validation_metric_logged_to_one_w
                f"hydra.sweep.dir={sweep}")  # fmt: skip
     jobs = results_below(sweep)
     assert len(jobs) == 2 and {j["protocol"] for j in jobs} == {"from_train"}
-    space = {"model.lambda1", "model.lambda2", "model.optimizer.lr", "model.d_models.0", "model.d_models.1",
+    space = {"model.lambda1", "model.lambda2", "model.optimizer.lr", "model.net.d_models.0", "model.net.d_models.1",
              "trainer.max_epochs"}  # fmt: skip
     for job in jobs:
         assert set(job["run"]["swept"]) == space

@@ -18,7 +18,7 @@ def test_check_val_every_n_epoch_is_honoured(make_config, tmp_path):
 def test_gpu_preset_brings_batch_sizes_that_the_command_line_and_presets_override(make_config):
     cfg = make_config("trainer=gpu", tiny=False)
     assert (cfg.trainer.accelerator, cfg.data.batch_size, cfg.data.eval_batch_size) == ("gpu", 8, 32)
-    assert cfg.model.compile_correlation is True
+    assert cfg.model.net.compile_correlation is True
     assert make_config("trainer=gpu", "data.batch_size=2", tiny=False).data.batch_size == 2
     assert make_config("trainer=gpu", "experiment=paper_mvtec", tiny=False).data.batch_size == 1  # authors: 1
     assert make_config("trainer=cpu", tiny=False).data.batch_size == 1

@@ -73,7 +73,7 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
     assert {"train/stage0/rec", "train/stage1/inter_ent", "val/image_auroc", "val/image_auroc_best",
             "test/pixel_aupro", "sigma/stage0/layer0/inter_x"} <= history_keys  # fmt: skip
     assert "test/brick/predictions" in history_keys and "summary/per_category" in history_keys
-    assert config["model"]["d_models"] == [16, 32] and config["data"]["category"] == "brick"
+    assert config["model"]["net"]["d_models"] == [16, 32] and config["data"]["category"] == "brick"
     assert not {"d_models", "lambda1", "n_heads"} & set(config)  # the config once, nested, no flat copies
     # the table's pixels live inside the run's own folder (an offline run copied elsewhere keeps them)
     panels = [name for _, name, _ in staged if re.search(r"/(good|scratch|stain|contamination)_\d+\.png$", name)]

@@ -1,19 +1,21 @@
 """LightningModule around the pure torch FOD model."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from lightning import LightningModule
 
+from fod_lightning.calibration import CalibrationSettings, normal_thresholds
 from fod_lightning.data.batch import Batch
+from fod_lightning.errors import ConfigError
 from fod_lightning.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.metrics import AnomalyMetrics
-from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod import FOD, AnomalyPrediction
 from fod_lightning.models.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.reference import mean_feature_maps
 
 EVAL_STAGES = ("val", "test")
+CHECKPOINT_FORMAT = 1  # version of the "fod" entry of checkpoints
 
 
 class FODLitModule(LightningModule):
@@ -23,56 +25,59 @@ class FODLitModule(LightningModule):
     and step once. The stages share no parameters and gradients add up, so one backward of the sum
     over stages and phases with one optimizer step gives the same gradients (tested).
 
+    A checkpoint rebuilds the module alone (``FODLitModule.load_from_checkpoint(path)`` or
+    :func:`fod_lightning.load`): it holds the net's config, the data contract (image size, resize rule,
+    normalisation), what it was fitted on, the reference features and the calibrated thresholds.
+
     Args:
-        backbone: frozen feature extractor (built by Hydra from ``model/backbone``).
-        optimizer: partial optimizer factory, finished with the trainable parameters.
+        net: the torch model (built by Hydra from ``model.net``), or its saved config.
+        optimizer: partial optimizer factory, finished with the trainable parameters (None: the
+            authors' Adam, lr 1e-4).
         lambda1, lambda2: discrepancy and entropy weights (0.5, 0.5).
         pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``
             (constant memory; see :class:`fod_lightning.metrics.AnomalyMetrics`).
         feature_cache: ``memory`` (default) computes the training images' backbone features once per
             category when nothing augments them, ``disk`` also keeps them in ``feature_cache_dir`` for
             later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.feature_cache`).
-        Remaining arguments: see :class:`fod_lightning.models.FOD`.
+        calibration: how the saved decision thresholds are chosen (:mod:`fod_lightning.calibration`).
+        legacy_zero_grad: reproduce the authors' torch-1.13 dynamics: one optimizer step per stage after
+            ``zero_grad(set_to_none=False)``, so each step also gives the other stage a momentum-only
+            Adam update (their ``zero_grad()`` zero-filled gradients instead of clearing them).
     """
 
     def __init__(
         self,
-        backbone: FeatureExtractor,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        d_models: tuple[int, ...] = (256, 512),
-        n_heads: int = 8,
-        depth: int = 3,
-        ffn_ratio: int = 4,
-        dropout: float = 0.0,
-        with_intra: bool = True,
-        with_inter: bool = True,
-        attention_out_proj: bool = False,
-        score: str = "auto",
-        blur_sigma: float = 4.0,
+        net: FOD | Mapping,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         lambda1: float = 0.5,
         lambda2: float = 0.5,
         pixel_thresholds: int | None = None,
         pixel_score_range: tuple[float, float] = (0.0, 1.0),
-        block_elements: int | None = None,
-        compile_correlation: bool = False,
         feature_cache: str = "memory",
         feature_cache_dir: str | None = None,
+        calibration: Mapping | None = None,
+        legacy_zero_grad: bool = False,
     ) -> None:
         super().__init__()
         # plain types keep checkpoints weights_only-loadable
-        d_models = tuple(int(d) for d in d_models)
         pixel_score_range = tuple(float(v) for v in pixel_score_range)
+        calibration = dict(calibration or {})
+        self.calibration = CalibrationSettings(**calibration)
         # logger=False: the run entry logs the whole resolved config once (no flat copies of these keys)
-        self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        self.net = net if isinstance(net, FOD) else FOD.from_config(dict(net))
+        self.hparams["net"] = self.net.config  # what load_from_checkpoint rebuilds the net from
         self.optimizer_factory = optimizer
-        self.net = FOD(
-            backbone, d_models, n_heads, depth, ffn_ratio, dropout, with_intra, with_inter,
-            attention_out_proj, score, blur_sigma, block_elements, compile_correlation,
-        )  # fmt: skip
+        self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
         self.metrics = torch.nn.ModuleDict()
         self.best: dict[str, tuple[float, int]] = {}
         self.val_pixel_threshold: float | None = None
+        self.val_thresholds: dict | None = None  # F1-max thresholds of the last validation (val_f1)
+        self.contract: dict | None = None  # the data contract (see AnomalyDataModule.contract)
+        self.fitted_on: dict | None = None
+        self.thresholds: dict | None = None
+        self._calibrated_step: int | None = None
 
     def setup(self, stage: str) -> None:
         # Pixel metrics only where the data has masks (classification-only folders have none).
@@ -87,6 +92,9 @@ class FODLitModule(LightningModule):
     # ----------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
         datamodule = self.trainer.datamodule
+        self.check_normalisation(datamodule)
+        self.calibration.check_protocol(datamodule.val_protocol)
+        self.contract, self.fitted_on = datamodule.contract, datamodule.fitted_on
         maps = None
         if self.feature_cache.enabled and datamodule.training_images_fixed:
             maps = self.training_features()
@@ -108,7 +116,8 @@ class FODLitModule(LightningModule):
             "weights": file_identity(backbone.weights_file) if backbone.weights_file else backbone.weights_source,
             "image_size": datamodule.image_size,
             "resize": datamodule.resize,
-            "normalisation": "imagenet",
+            "mean": list(datamodule.mean),
+            "std": list(datamodule.std),
         }
         batches = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
@@ -120,21 +129,44 @@ class FODLitModule(LightningModule):
         images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return mean_feature_maps(images, self.net.pooled_features)
 
+    def check_normalisation(self, datamodule) -> None:
+        """The data must be normalised as the backbone's weights expect (the data contract)."""
+        backbone = self.net.backbone
+        if tuple(datamodule.mean) != tuple(backbone.mean) or tuple(datamodule.std) != tuple(backbone.std):
+            raise ConfigError(
+                f"data normalises with mean {list(datamodule.mean)} std {list(datamodule.std)} but backbone "
+                f"{backbone.name} expects mean {list(backbone.mean)} std {list(backbone.std)}: set data.mean/std "
+                "to model.net.backbone.mean/std (the run config does this by default)"
+            )
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)
-        total = maps[0].new_zeros(())
-        correlation = self.hparams.with_intra or self.hparams.with_inter
+        config = self.net.config
+        correlation = config["with_intra"] or config["with_inter"]
+        objectives = []
         for i, out in enumerate(self.net.forward_features(maps)):
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
-            total = total + training_objective(losses, loss1, loss2, correlation)
+            objectives.append(training_objective(losses, loss1, loss2, correlation))
             parts = {f"train/stage{i}/{k}": v for k, v in losses.items()}
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
             self.log_dict(parts, batch_size=len(batch))
+        total = torch.stack(objectives).sum()
+        if not self.automatic_optimization:
+            self.legacy_stage_steps(objectives)
         self.log("train/loss", total, prog_bar=True, batch_size=len(batch))
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log_dict(self.sigma_statistics(), batch_size=len(batch))
         return total
+
+    def legacy_stage_steps(self, objectives: list[torch.Tensor]) -> None:
+        """The authors' per-stage steps under torch 1.13: ``zero_grad`` zero-fills gradients that exist, so
+        every step also moves the other stage by its Adam momentum (a gradient of zero is not skipped)."""
+        optimizer = self.optimizers()
+        for objective in objectives:
+            optimizer.zero_grad(set_to_none=False)
+            self.manual_backward(objective)
+            optimizer.step()
 
     def sigma_statistics(self) -> dict[str, torch.Tensor]:
         """Mean and std of the learned sigma (rows y, columns x) per stage, layer and branch, last forward."""
@@ -149,7 +181,10 @@ class FODLitModule(LightningModule):
         return stats
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is None:  # a module rebuilt from a checkpoint alone: the authors' optimizer
+            return torch.optim.Adam(params, lr=1e-4)
+        return self.optimizer_factory(params=params)
 
     # --------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
@@ -160,8 +195,10 @@ class FODLitModule(LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         # The metric states are synchronised across processes inside compute().
         values = self.metrics[stage].compute()
-        if stage == "val":  # kept for pictures under from_train (raw map units)
+        if stage == "val":  # kept for pictures under from_train (raw map units) and val_f1 calibration
             self.val_pixel_threshold = self.metrics[stage].pixel_threshold
+            self.val_thresholds = {"image": self.metrics[stage].image_threshold, "pixel": self.val_pixel_threshold,
+                                   "epoch": self.current_epoch}  # fmt: skip
         self.metrics[stage].reset()
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
@@ -183,8 +220,39 @@ class FODLitModule(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
+    # -------------------------------------------------------------------------------- checkpoints
+    def calibrate(self) -> dict | None:
+        """Thresholds for the current weights (see :mod:`fod_lightning.calibration`), once per step."""
+        settings, datamodule = self.calibration, self.trainer.datamodule
+        if settings.source == "none" or datamodule is None:
+            return None
+        if self._calibrated_step == self.global_step and self.thresholds is not None:
+            return self.thresholds
+        record = {"source": settings.source, "epoch": self.current_epoch, "step": self.global_step}
+        if settings.source == "val_f1":
+            if self.val_thresholds is None:
+                return None
+            record |= {**self.val_thresholds, "split": "validation (from_train)"}
+        else:
+            was_training = self.net.training
+            self.net.eval()
+            images = (b.image.to(self.device) for b in datamodule.calibration_dataloader())
+            found = normal_thresholds(self.net.score_images, images, settings.image_quantile, settings.pixel_quantile)
+            self.net.train(was_training)
+            record |= found | {"image_quantile": settings.image_quantile, "pixel_quantile": settings.pixel_quantile,
+                               "held_out": datamodule.calibration_held_out}  # fmt: skip
+        self.thresholds, self._calibrated_step = record, self.global_step
+        return record
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fod_best"] = dict(self.best)
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            self.calibrate()
+        checkpoint["fod"] = {"format": CHECKPOINT_FORMAT, "contract": self.contract, "fitted_on": self.fitted_on,
+                             "thresholds": self.thresholds}  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.best = dict(checkpoint.get("fod_best", {}))
+        meta = checkpoint.get("fod") or {}
+        self.contract, self.fitted_on = meta.get("contract"), meta.get("fitted_on")
+        self.thresholds = meta.get("thresholds")

@@ -111,10 +111,11 @@ def check_checkpoint(path: Path) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Top-level switches checked before any training."""
-    if not OmegaConf.is_dict(cfg.model.get("backbone")):
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    if not OmegaConf.is_dict(backbone):
         raise ConfigError(
-            f"model.backbone={cfg.model.get('backbone')!r} is not a backbone config: choose one with "
-            "model/backbone=NAME (a slash, e.g. model/backbone=wide_resnet50_2) or set model.backbone.name"
+            f"model.net.backbone={backbone!r} is not a backbone config: choose one with "
+            "model/net/backbone=NAME (a slash, e.g. model/net/backbone=wide_resnet50_2) or set model.net.backbone.name"
         )
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
@@ -139,6 +140,7 @@ def finish_loggers(loggers: list) -> None:
 def run(cfg: DictConfig) -> dict:
     """Fit and test every requested category; keep ``results.json`` in ``paths.output_dir`` up to date (status
     ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such."""
+    check_config(cfg)  # first: a broken config cannot even be recorded
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
     output_dir = Path(cfg.paths.output_dir)
     datamodule_cls = hydra.utils.get_class(cfg.data._target_)
@@ -147,7 +149,7 @@ def run(cfg: DictConfig) -> dict:
     per_category, notes = {}, []
 
     def save() -> dict:
-        backbone = OmegaConf.select(cfg, "model.backbone.name", default=str(cfg.model.get("backbone")))
+        backbone = OmegaConf.select(cfg, "model.net.backbone.name", default=str(OmegaConf.select(cfg, "model.net.backbone")))
         results = build_results(datamodule_cls.benchmark, backbone, protocol,
                                 cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP
@@ -155,7 +157,6 @@ def run(cfg: DictConfig) -> dict:
         return results
 
     try:
-        check_config(cfg)
         categories = categories_of(cfg)
         notes += categories.notes(datamodule_cls.benchmark, str(cfg.data.root))
         for note in notes:

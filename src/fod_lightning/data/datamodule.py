@@ -11,7 +11,7 @@ from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.samples import DatasetLayoutError, Sample
-from fod_lightning.data.transforms import build_transform
+from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 from fod_lightning.errors import ConfigError
 
@@ -36,6 +36,10 @@ class AnomalyDataModule(LightningDataModule):
         val_seed: seed of the held-out split and its synthetic defects.
         augment: training augmentations (off by default, as the authors; see ``transforms.augmentations``).
             The reference features always use the un-augmented training images.
+        mean, std: normalisation; set from the backbone's weights (``model.net.backbone.mean/std``).
+        calibration_fraction: under ``paper``, fraction of the normal training images held out (not
+            trained on) to calibrate the decision thresholds on; under ``from_train`` the held-out
+            validation images serve. 0 calibrates on the training images themselves (biased low).
     """
 
     benchmark: str = ""
@@ -56,6 +60,9 @@ class AnomalyDataModule(LightningDataModule):
         val_fraction: float = 0.2,
         val_seed: int = 0,
         augment: bool = False,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        calibration_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -68,6 +75,10 @@ class AnomalyDataModule(LightningDataModule):
             raise ConfigError(f"data.val_protocol={val_protocol!r} is unknown; use one of {VAL_PROTOCOLS}")
         self.val_protocol, self.val_fraction, self.val_seed = val_protocol, val_fraction, val_seed
         self.augment = augment
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        if not 0.0 <= calibration_fraction < 1.0:
+            raise ConfigError(f"data.calibration_fraction={calibration_fraction} must be in [0, 1)")
+        self.calibration_fraction = calibration_fraction
         self.check_category(self.category, self.root)
         self._splits: dict[str, Dataset] = {}
 
@@ -115,7 +126,7 @@ class AnomalyDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits:
             return
-        transform = build_transform(self.image_size, self.resize)
+        transform = build_transform(self.image_size, self.resize, mean=self.mean, std=self.std)
         for split in ("train", "test"):
             samples = self.parse(split)
             if not samples:
@@ -129,10 +140,33 @@ class AnomalyDataModule(LightningDataModule):
             train, held = split_held_out(self._splits["train"].samples, self.val_fraction, self.val_seed)
             self._splits["train"] = AnomalyDataset(train, transform)
             self._splits["val"] = HeldOutDefectsDataset(held, transform, self.val_seed)
+            self._splits["calibration"] = AnomalyDataset(held, transform)
+        elif self.calibration_fraction > 0:
+            train, held = split_held_out(self._splits["train"].samples, self.calibration_fraction, self.val_seed + 1,
+                                         "data.calibration_fraction")  # fmt: skip
+            self._splits["train"] = AnomalyDataset(train, transform)
+            self._splits["calibration"] = AnomalyDataset(held, transform)
+        else:
+            self._splits["calibration"] = self._splits["train"]
         self._splits["reference"] = self._splits["train"]
         if self.augment:
-            augmented = build_transform(self.image_size, self.resize, augment=True)
+            augmented = build_transform(self.image_size, self.resize, augment=True, mean=self.mean, std=self.std)
             self._splits["train"] = AnomalyDataset(self._splits["train"].samples, augmented)
+
+    @property
+    def calibration_held_out(self) -> bool:
+        """Whether the calibration images are normal images the model was not trained on."""
+        return self.val_protocol == "from_train" or self.calibration_fraction > 0
+
+    @property
+    def contract(self) -> dict:
+        """What a model fitted on this data expects of its input: plain-typed, saved in its checkpoints."""
+        return {"image_size": int(self.image_size), "resize": self.resize, "mean": list(self.mean),
+                "std": list(self.std)}  # fmt: skip
+
+    @property
+    def fitted_on(self) -> dict:
+        return {"benchmark": self.benchmark, "category": self.category, "root": str(self.root)}
 
     def split(self, name: str) -> Dataset:
         self.setup()
@@ -176,6 +210,10 @@ class AnomalyDataModule(LightningDataModule):
         """All normal training images once, in order (for the reference features; held-out images
         of ``from_train`` are excluded)."""
         return self._loader("reference", self.eval_batch_size, shuffle=False)
+
+    def calibration_dataloader(self) -> DataLoader:
+        """Normal images for threshold calibration, once, in order (unsharded: each process sees all)."""
+        return self._loader("calibration", self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._unpadded(self._loader("val", self.eval_batch_size, shuffle=False))

@@ -55,8 +55,15 @@ def authors_geometry(size: int, square: bool) -> A.Lambda:
     )
 
 
-def build_transform(image_size: int, resize: str = "square", augment: bool = False) -> A.Compose:
-    """Resize image and mask together, normalise the image (ImageNet), convert to tensors.
+def build_transform(
+    image_size: int,
+    resize: str = "square",
+    augment: bool = False,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> A.Compose:
+    """Resize image and mask together, normalise the image (``mean``/``std`` of the backbone's
+    weights), convert to tensors.
 
     Args:
         image_size: output side S (divisible by 16).
@@ -70,7 +77,7 @@ def build_transform(image_size: int, resize: str = "square", augment: bool = Fal
         raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
     geometry = [authors_geometry(image_size, square=resize == "square")]
     extra = augmentations() if augment else []
-    return A.Compose([*geometry, *extra, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
+    return A.Compose([*geometry, *extra, A.Normalize(tuple(mean), tuple(std)), ToTensorV2()])
 
 
 def read_image(path: Path) -> np.ndarray:

