@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.categories import categories_of
+from fod_lightning.checkpoint import check_fits, fitted_model_info, read_checkpoint
 from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, one_line, user_error
 from fod_lightning.objective import check_objective, objective_value
@@ -51,7 +52,7 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         start = time.perf_counter()
         train, ckpt_path = cfg.get("train", True), cfg.get("ckpt_path")
         if ckpt_path:
-            check_checkpoint(Path(ckpt_path))
+            check_checkpoint(cfg)
         if train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
@@ -95,18 +96,14 @@ def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, best: dict, trained:
                                       "selected_on": split}  # fmt: skip
 
 
-def check_checkpoint(path: Path) -> None:
-    """Refuse missing files and checkpoints that hold more than tensors and plain data: loading
-    never executes code from the file."""
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist: fix ckpt_path")
-    try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise ConfigError(
-            f"checkpoint {path} is not a plain fod_lightning checkpoint ({type(err).__name__}); it was not "
-            "loaded, since that could run code from the file: use a checkpoint written by this project"
-        ) from err
+def check_checkpoint(cfg: DictConfig) -> None:
+    """A plain checkpoint (loading never executes code from the file) fitted on this category, image size and
+    backbone, unless ``allow_mismatch=true``. Checkpoints of older versions carry no description: not checked."""
+    path = cfg.ckpt_path
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get("fod") and not cfg.get("allow_mismatch", False):
+        info = fitted_model_info(checkpoint, path)
+        check_fits(info, path, cfg.data.category, cfg.data.image_size, cfg.model.net.backbone.name)
 
 
 def check_config(cfg: DictConfig) -> None:
