@@ -40,7 +40,10 @@ def test_fast_end_to_end_run_writes_results_checkpoints_and_logs(make_config, tm
     run_section = saved["run"]
     assert run_section["status"] == "done" and run_section["seed"] == 3407
     assert run_section["categories_planned"] == ["brick", "grass", "gravel"]
-    assert run_section["config"]["data"]["batch_size"] == 2 and run_section["config"]["model"]["net"]["d_models"] == [16, 32]
+    assert run_section["config"]["data"]["batch_size"] == 2 and run_section["config"]["model"]["net"]["d_models"] == [
+        16,
+        32,
+    ]
     assert len(run_section["config_sha256"]) == 64 and run_section["versions"]["torch"]
     assert saved["protocol"] == "paper" and "test split" in saved["validation_split"]
 

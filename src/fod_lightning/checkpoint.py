@@ -30,7 +30,9 @@ def read_checkpoint(path: str | Path) -> dict:
             "loaded, since that could run code from the file: use a checkpoint written by this project"
         ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"checkpoint {path} holds no Lightning state_dict: use a checkpoint written by fod_lightning")
+        raise CheckpointError(
+            f"checkpoint {path} holds no Lightning state_dict: use a checkpoint written by fod_lightning"
+        )
     return checkpoint
 
 
@@ -59,7 +61,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
     return model.eval()
 
 
-def check_fits(info: dict, path: str | Path, category: str | None, image_size: int | None, backbone: str | None) -> None:
+def check_fits(
+    info: dict, path: str | Path, category: str | None, image_size: int | None, backbone: str | None
+) -> None:
     """Refuse to use a model on another category, image size or backbone than it was fitted on.
     ``None`` skips a check. ``allow_mismatch=true`` is the explicit override (the caller's)."""
     fitted = info.get("fitted_on") or {}

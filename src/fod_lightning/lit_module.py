@@ -144,29 +144,30 @@ class FODLitModule(LightningModule):
         config = self.net.config
         correlation = config["with_intra"] or config["with_inter"]
         objectives = []
-        for i, out in enumerate(self.net.forward_features(maps)):
+        for i, stage_maps in enumerate(maps):
+            out = self.net.forward_stage(i, stage_maps)
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
             objectives.append(training_objective(losses, loss1, loss2, correlation))
+            if not self.automatic_optimization:
+                self.legacy_stage_step(objectives[-1])
             parts = {f"train/stage{i}/{k}": v for k, v in losses.items()}
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
             self.log_dict(parts, batch_size=len(batch))
         total = torch.stack(objectives).sum()
-        if not self.automatic_optimization:
-            self.legacy_stage_steps(objectives)
-        self.log("train/loss", total, prog_bar=True, batch_size=len(batch))
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=len(batch))
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log_dict(self.sigma_statistics(), batch_size=len(batch))
         return total
 
-    def legacy_stage_steps(self, objectives: list[torch.Tensor]) -> None:
-        """The authors' per-stage steps under torch 1.13: ``zero_grad`` zero-fills gradients that exist, so
-        every step also moves the other stage by its Adam momentum (a gradient of zero is not skipped)."""
+    def legacy_stage_step(self, objective: torch.Tensor) -> None:
+        """The authors' per-stage step under torch 1.13 (forward, backward and step of one stage before the
+        next stage's forward): ``zero_grad`` zero-fills gradients that exist, so each step also moves the
+        other stage by its Adam momentum (a zero gradient is not skipped)."""
         optimizer = self.optimizers()
-        for objective in objectives:
-            optimizer.zero_grad(set_to_none=False)
-            self.manual_backward(objective)
-            optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        self.manual_backward(objective)
+        optimizer.step()
 
     def sigma_statistics(self) -> dict[str, torch.Tensor]:
         """Mean and std of the learned sigma (rows y, columns x) per stage, layer and branch, last forward."""

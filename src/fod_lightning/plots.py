@@ -31,6 +31,28 @@ def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: floa
     _save(fig, path)
 
 
+def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None, title: str, path: Path) -> None:
+    """The image beside the image with its anomaly map (raw score units, colour bar) and, when a pixel
+    threshold is known, the contour of the pixels above it.
+
+    Args:
+        image: (H, W, 3) uint8. amap: (H, W) raw anomaly map at the same size.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.6, 3.8))
+    left.imshow(image)
+    left.set_title("image")
+    right.imshow(image)
+    heat = right.imshow(amap, cmap="jet", alpha=0.5)
+    fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04, label="anomaly score")
+    if threshold is not None and amap.min() < threshold < amap.max():
+        right.contour(amap, levels=[threshold], colors="white", linewidths=1.2)
+    right.set_title("anomaly map" + (f", contour at {threshold:.4g}" if threshold is not None else ""))
+    for ax in (left, right):
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
 def roc_and_histogram(fpr: np.ndarray, tpr: np.ndarray, scores: np.ndarray, labels: np.ndarray, auroc: float,
                       title: str, path: Path) -> None:  # fmt: skip
     """Image-level ROC curve beside the score histogram of normal vs anomalous images."""

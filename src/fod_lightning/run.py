@@ -25,7 +25,9 @@ from fod_lightning.categories import categories_of
 from fod_lightning.checkpoint import check_fits, fitted_model_info, read_checkpoint
 from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, one_line, user_error
+from fod_lightning.lit_module import FODLitModule
 from fod_lightning.objective import check_objective, objective_value
+from fod_lightning.official import is_official_checkpoint, load_official
 from fod_lightning.results import METRICS, VALIDATION_SPLITS, build_results, format_table, write_results
 from fod_lightning.run_info import resolved_config, run_record, sweep_group
 
@@ -42,7 +44,12 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     """Train a fresh model on ``cfg.data.category`` (or load ``ckpt_path``) and return its metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model)
+    train, ckpt_path = cfg.get("train", True), cfg.get("ckpt_path")
+    official = bool(ckpt_path) and is_official_checkpoint(ckpt_path)
+    model = authors_model(cfg, datamodule.resize) if official else None
+    if ckpt_path:
+        check_checkpoint(cfg, model)
+    model = model or hydra.utils.instantiate(cfg.model)
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     try:
         callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -50,9 +57,6 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         for lg in loggers:
             lg.log_hyperparams(resolved_config(cfg))
         start = time.perf_counter()
-        train, ckpt_path = cfg.get("train", True), cfg.get("ckpt_path")
-        if ckpt_path:
-            check_checkpoint(cfg)
         if train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
@@ -63,6 +67,7 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         metrics, tested = {}, {}
         if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, best, train)
+            test_path = None if official else test_path  # already loaded: not a Lightning checkpoint
             (out,) = trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
             metrics = {k.removeprefix("test/"): float(v) for k, v in out.items()}
             metrics["num_images"] = int(metrics.get("num_images", 0))  # scored test images, all processes
@@ -96,14 +101,29 @@ def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, best: dict, trained:
                                       "selected_on": split}  # fmt: skip
 
 
-def check_checkpoint(cfg: DictConfig) -> None:
+def check_checkpoint(cfg: DictConfig, authors: FODLitModule | None) -> None:
     """A plain checkpoint (loading never executes code from the file) fitted on this category, image size and
-    backbone, unless ``allow_mismatch=true``. Checkpoints of older versions carry no description: not checked."""
+    backbone, unless ``allow_mismatch=true``. Checkpoints of older versions carry no description: not checked.
+    ``authors``: the model loaded from an authors' checkpoint, if it is one."""
     path = cfg.ckpt_path
-    checkpoint = read_checkpoint(path)
-    if checkpoint.get("fod") and not cfg.get("allow_mismatch", False):
+    if authors is not None:
+        if cfg.get("train", True):
+            raise ConfigError(f"{path} is an authors' checkpoint: it can be evaluated (train=false), not resumed")
+        info = {"net": authors.net.config, "contract": authors.contract, "fitted_on": authors.fitted_on}
+    else:
+        checkpoint = read_checkpoint(path)
+        if not checkpoint.get("fod"):
+            return
         info = fitted_model_info(checkpoint, path)
+    if not cfg.get("allow_mismatch", False):
         check_fits(info, path, cfg.data.category, cfg.data.image_size, cfg.model.net.backbone.name)
+
+
+def authors_model(cfg: DictConfig, resize: str) -> FODLitModule:
+    """An authors' ``<class>-img/-pix.pth`` with its ``reference_features`` (``<class>.pkl``) on the backbone of
+    ``model/net/backbone`` (widths and heads read from the tensors, the image size from the reference)."""
+    backbone = hydra.utils.instantiate(cfg.model.net.backbone)
+    return load_official(cfg.ckpt_path, cfg.get("reference_features"), backbone, resize=resize)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -146,7 +166,9 @@ def run(cfg: DictConfig) -> dict:
     per_category, notes = {}, []
 
     def save() -> dict:
-        backbone = OmegaConf.select(cfg, "model.net.backbone.name", default=str(OmegaConf.select(cfg, "model.net.backbone")))
+        backbone = OmegaConf.select(
+            cfg, "model.net.backbone.name", default=str(OmegaConf.select(cfg, "model.net.backbone"))
+        )
         results = build_results(datamodule_cls.benchmark, backbone, protocol,
                                 cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP

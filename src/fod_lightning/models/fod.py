@@ -185,18 +185,21 @@ class FOD(nn.Module):
 
     def forward_features(self, maps: list[torch.Tensor], statistics: frozenset[str] = BRANCHES) -> list[StageOutput]:
         """Pooled backbone maps, one (B, C, h, w) per stage (see :meth:`pooled_features`) -> StageOutputs."""
-        outputs = []
-        for i, (stage, stage_maps) in enumerate(zip(self.stages, maps, strict=True)):
-            grid = (stage_maps.shape[2], stage_maps.shape[3])
-            tokens = stage_maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
-            reference = self.reference.tokens(i) if self.with_inter else None
-            if reference is not None and reference.shape[1] != tokens.shape[1]:
-                raise ConfigError(
-                    f"reference features of stage {i} have {reference.shape[1]} tokens but the input gives "
-                    f"{tokens.shape[1]}: the model was fitted at another image size"
-                )
-            outputs.append(stage(tokens, grid, reference, statistics))
-        return outputs
+        if len(maps) != len(self.stages):
+            raise ValueError(f"{len(maps)} feature maps for {len(self.stages)} stages")
+        return [self.forward_stage(i, stage_maps, statistics) for i, stage_maps in enumerate(maps)]
+
+    def forward_stage(self, i: int, maps: torch.Tensor, statistics: frozenset[str] = BRANCHES) -> StageOutput:
+        """Stage ``i`` on its pooled backbone map (B, C, h, w)."""
+        grid = (maps.shape[2], maps.shape[3])
+        tokens = maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
+        reference = self.reference.tokens(i) if self.with_inter else None
+        if reference is not None and reference.shape[1] != tokens.shape[1]:
+            raise ConfigError(
+                f"reference features of stage {i} have {reference.shape[1]} tokens but the input gives "
+                f"{tokens.shape[1]}: the model was fitted at another image size"
+            )
+        return self.stages[i](tokens, grid, reference, statistics)
 
     def patch_scores(self, out: StageOutput) -> torch.Tensor:
         """Anomaly score per patch (B, L) of one stage (reference section 5)."""
