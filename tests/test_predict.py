@@ -149,3 +149,30 @@ def test_legacy_zero_grad_gives_the_other_stage_a_momentum_step(make_config):
     steps = [{int(state[p]["step"]) for p in stage.parameters() if p.requires_grad} for stage in model.net.stages]
     # 2 images: stage 0 stepped 2 x 2 times, stage 1 three times (not at the very first step)
     assert steps == [{4}, {3}]
+
+
+def test_an_authors_checkpoint_evaluates_and_predicts_as_the_model_it_came_from(fitted, make_config, tmp_path):
+    """A fitted model saved in the authors' layout (-pix.pth + .pkl) scores the test split and new images
+    exactly as the model itself, through `run train=false` and through `predict`."""
+    from test_official import save_authors_files
+
+    cfg, results, ckpt = fitted
+    authors = tmp_path / "authors"
+    authors.mkdir()
+    save_authors_files(fod_lightning.load(ckpt).net, authors, category="brick")
+    pth = authors / "brick-pix.pth"
+    again = run(make_config("data.category=brick", "train=false", f"ckpt_path={pth}"))["categories"]["brick"]
+    for name in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert again[name] == pytest.approx(results[name], rel=1e-6)
+    with pytest.raises(ConfigError, match="fitted on category brick, not grass"):
+        run(make_config("data.category=grass", "train=false", f"ckpt_path={pth}"))
+    image = next(iter(sorted((tmp_path / "data").rglob("test/*/*.png"))))
+    args = [f"input={image}", f"reference_features={authors / 'brick.pkl'}", "model/net/backbone=tf_efficientnet_lite0"]
+    ours = predict_cli(f"ckpt_path={ckpt}", f"input={image}", f"output_dir={tmp_path / 'ours'}", cwd=tmp_path)
+    theirs = predict_cli(f"ckpt_path={pth}", *args, f"output_dir={tmp_path / 'theirs'}", cwd=tmp_path)
+    assert ours.returncode == 0 and theirs.returncode == 0, theirs.stderr
+    score = [next(csv.DictReader((tmp_path / d / "scores.csv").open()))["score"] for d in ("ours", "theirs")]
+    assert float(score[1]) == pytest.approx(float(score[0]), rel=1e-5)
+    stem = image.stem
+    np.testing.assert_allclose(np.load(tmp_path / "theirs" / "maps" / f"{stem}.npy"),
+                               np.load(tmp_path / "ours" / "maps" / f"{stem}.npy"), rtol=1e-5)  # fmt: skip
