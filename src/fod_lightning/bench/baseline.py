@@ -93,7 +93,8 @@ def train_step(net: FOD, optimizer: torch.optim.Optimizer, images: torch.Tensor)
 
 @torch.no_grad()
 def score(net: FOD, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """The authors' test procedure for a batch (they use batch 1): maps (B, H, W) and image scores (B,)."""
+    """The authors' test procedure for a batch (they use batch 1): maps (B, H, W) and image scores (B,).
+    Their ``max`` runs over the whole tensor, i.e. the image at batch 1; here it is taken per image."""
     size = images.shape[-2:]
     maps = []
     for i, (stage, feature) in enumerate(zip(net.stages, net.pooled_features(images))):
@@ -103,7 +104,7 @@ def score(net: FOD, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         s_rec = ((tokens - reconstruction) ** 2).mean(-1) + 1 - F.cosine_similarity(tokens, reconstruction, dim=-1)
         d = sum(kl_divergence(c, t) + kl_divergence(t, c) for c, t in inter) / len(inter)
         p = torch.softmax(-d, dim=-1)
-        patch = (s_rec * (p.max() - p)).view(-1, 1, *grid)
+        patch = (s_rec * (p.max(dim=-1, keepdim=True).values - p)).view(-1, 1, *grid)
         maps.append(F.interpolate(patch, size=size, mode="bilinear", align_corners=True)[:, 0])
     amap = torch.stack(maps).mean(0).cpu().numpy()
     scores = np.array([scipy.ndimage.gaussian_filter(m, sigma=4).max() for m in amap])
