@@ -7,7 +7,7 @@ from lightning import LightningModule
 
 from fod_lightning.calibration import CalibrationSettings, normal_thresholds
 from fod_lightning.data.batch import Batch
-from fod_lightning.errors import ConfigError
+from fod_lightning.errors import ConfigError, FODUserError
 from fod_lightning.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.metrics import AnomalyMetrics
 from fod_lightning.models.fod import FOD, AnomalyPrediction
@@ -15,6 +15,12 @@ from fod_lightning.models.losses import phase_objectives, stage_losses, training
 from fod_lightning.models.reference import mean_feature_maps
 
 EVAL_STAGES = ("val", "test")
+
+
+class NonFiniteLossError(FODUserError, FloatingPointError):
+    """The training loss is NaN or infinite."""
+
+
 CHECKPOINT_FORMAT = 1  # version of the "fod" entry of checkpoints
 
 
@@ -155,6 +161,12 @@ class FODLitModule(LightningModule):
             parts |= {f"train/stage{i}/loss_target_phase": loss1, f"train/stage{i}/loss_correlation_phase": loss2}
             self.log_dict(parts, batch_size=len(batch))
         total = torch.stack(objectives).sum()
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"the training loss became {total.item()} at epoch {self.current_epoch}, step {self.global_step}"
+                f" (category {(self.fitted_on or {}).get('category')}): the run stopped before saving these weights; "
+                "the last good checkpoint is the newest last.ckpt. Lower model.optimizer.lr or check the images"
+            )
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=len(batch))
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log_dict(self.sigma_statistics(), batch_size=len(batch))

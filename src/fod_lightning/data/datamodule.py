@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import torch
 from lightning import LightningDataModule
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.features import FeatureDataset, collate_feature_batch
+from fod_lightning.data.sampler import EpochShuffle
 from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
@@ -196,7 +198,7 @@ class AnomalyDataModule(LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(dataset), torch.initial_seed()) if shuffle else None,
             num_workers=0 if cached else self.num_workers,
             collate_fn=collate_feature_batch if cached else Batch.collate,
             persistent_workers=self.num_workers > 0 and not cached,
