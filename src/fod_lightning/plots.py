@@ -1,4 +1,5 @@
-"""Matplotlib figures: per-image panels, ROC curve, score histogram, per-setting and per-category bars."""
+"""Matplotlib figures: per-image panels, ROC curve and score histogram, PRO curve, training losses, prediction
+overlays, per-setting and per-category bars."""
 
 from pathlib import Path
 
@@ -10,24 +11,35 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 
-def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float, title: str, path: Path) -> None:
-    """image | ground-truth contour | anomaly-map overlay | predicted mask.
+def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float | None,
+          scale: tuple[float, float], title: str, path: Path) -> None:  # fmt: skip
+    """image | ground-truth contour | anomaly-map overlay (colour bar) | predicted mask.
 
     Args:
-        image: (H, W, 3) uint8. mask: (H, W) {0, 1}. amap: (H, W) in [0, 1] after the category's normalisation.
-        threshold: predicted-mask threshold on ``amap`` (the normalised pixel F1-max threshold).
+        image: (H, W, 3) uint8. mask: (H, W) {0, 1}. amap: (H, W) raw anomaly map.
+        threshold: predicted-mask threshold on ``amap`` (raw units; None: no prediction drawn), marked on the bar.
+        scale: (vmin, vmax) of the colour map in raw units: the same for every panel of a category.
     """
+    lo, hi = scale
     contour = image.copy()
     contour[find_boundaries(mask.astype(bool), mode="outer")] = (255, 0, 0)
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
-    for ax, shown, name in zip(
-        axes, (image, contour, image, amap >= threshold), ("image", "ground truth", "anomaly map", "prediction")
-    ):
-        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1 if shown.ndim == 2 else None)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    for ax, shown, name in zip(axes[:3], (image, contour, image), ("image", "ground truth", "anomaly map")):
+        ax.imshow(shown)
         ax.set_title(name)
+    heat = axes[2].imshow(amap, cmap="jet", alpha=0.5, vmin=lo, vmax=hi)
+    bar = fig.colorbar(heat, ax=axes[2], fraction=0.046, pad=0.04)
+    bar.set_label(f"score, fixed scale {lo:.3g} to {hi:.3g}", fontsize=7)
+    if threshold is None:
+        axes[3].set_title("prediction: no threshold")
+    else:
+        axes[3].imshow(amap >= threshold, cmap="gray", vmin=0, vmax=1)
+        axes[3].set_title(f"prediction: score >= {threshold:.4g}")
+        if lo <= threshold <= hi:
+            bar.ax.axhline(threshold, color="black", linewidth=1.5)
+    for ax in axes:
         ax.axis("off")
-    axes[2].imshow(amap, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
 
@@ -54,9 +66,10 @@ def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None, title:
 
 
 def roc_and_histogram(fpr: np.ndarray, tpr: np.ndarray, scores: np.ndarray, labels: np.ndarray, auroc: float,
-                      title: str, path: Path) -> None:  # fmt: skip
-    """Image-level ROC curve beside the score histogram of normal vs anomalous images."""
-    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
+                      title: str, path: Path, threshold: float | None = None, source: str = "") -> None:  # fmt: skip
+    """Image-level ROC curve beside the score histogram of normal vs anomalous images, with a vertical line at
+    the image ``threshold`` (labelled with its value and ``source``)."""
+    fig, (roc, hist) = plt.subplots(1, 2, figsize=(11, 4.2))
     roc.plot(fpr, tpr, label=f"AUROC {auroc:.4f}")
     roc.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image ROC")
@@ -64,8 +77,46 @@ def roc_and_histogram(fpr: np.ndarray, tpr: np.ndarray, scores: np.ndarray, labe
     bins = np.linspace(scores.min(), scores.max(), 25) if scores.max() > scores.min() else 10
     hist.hist(scores[labels == 0], bins=bins, alpha=0.6, label="normal")
     hist.hist(scores[labels == 1], bins=bins, alpha=0.6, label="anomalous")
+    if threshold is not None:
+        hist.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.4g}\n({source})")
     hist.set(xlabel="image score", ylabel="images", title="image scores")
-    hist.legend()
+    hist.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def pro_curve(fpr: np.ndarray, pro: np.ndarray, aupro: float, fpr_limit: float, title: str, path: Path) -> None:
+    """Per-region overlap vs false positive rate up to ``fpr_limit`` (the range AUPRO integrates)."""
+    inside = int(np.searchsorted(fpr, fpr_limit, side="right"))
+    x, y = fpr[: inside + 1], pro[: inside + 1]  # one point past the limit: the line reaches the edge
+    if len(x) > 2000:  # millions of pixel thresholds: 2000 points draw the same line
+        keep = np.unique(np.linspace(0, len(x) - 1, 2000).astype(int))
+        x, y = x[keep], y[keep]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(x, y, label=f"AUPRO (FPR <= {fpr_limit:g}) {aupro:.4f}")
+    ax.set(xlim=(0, fpr_limit), ylim=(0, 1.02), xlabel="false positive rate (normal pixels)",
+           ylabel="per-region overlap", title=title)  # fmt: skip
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def loss_curves(series: dict[str, tuple[list[float], list[float]]], title: str, path: Path) -> None:
+    """Training losses vs step: ``train/loss`` in the first panel, then one panel per stage.
+
+    Args:
+        series: metric name (``train/loss``, ``train/stage<i>/<loss>``) -> (steps, values).
+    """
+    groups: dict[str, dict] = {}
+    for name, xy in series.items():
+        parts = name.split("/")
+        group, label = ("total", parts[-1]) if len(parts) < 3 else (parts[1], parts[2])
+        groups.setdefault(group, {})[label] = xy
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    for ax, (group, curves) in zip(axes[0], groups.items()):
+        for label, (steps, values) in curves.items():
+            ax.plot(steps, values, label=label, linewidth=1)
+        ax.set(xlabel="step", title=group)
+        ax.legend(fontsize=6)
     fig.suptitle(title)
     _save(fig, path)
 
@@ -87,10 +138,11 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
     for ax, metric in zip(axes[:, 0], shown):
         for k, key in enumerate(keys):
             stats = [tables[key].get(c, {}).get(metric) for c in categories]
-            ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else np.nan for s in stats], width,
-                   yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
+            bars = ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else np.nan for s in stats], width,
+                          yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
+            ax.bar_label(bars, [f"{s.mean:.3f}" if s else "" for s in stats], fontsize=7, rotation=90, padding=2)
         ax.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories, rotation=30, ha="right")
-        ax.set(ylim=(0, 1.05), ylabel=metric)
+        ax.set(ylim=(0, 1.3), yticks=np.linspace(0, 1, 5), ylabel=metric)  # room above 1 for the values
     axes[0, 0].set_title(title)
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     _save(fig, path)

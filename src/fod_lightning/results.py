@@ -5,12 +5,17 @@ Two readings of every metric, never mixed in one column:
   ``test_ckpt`` names (``last``: the final model; ``best``: the checkpoint best on the validation split).
 - ``best`` (the authors' protocol): the best value over validation epochs, chosen independently per
   metric, each with its epoch. Under ``val_protocol=paper`` validation *is* the test split (optimistic).
+
+Each category also has ``defects`` (when the test pictures callback ran): per defect type of the test split,
+``image_auroc`` (the normal test images vs that type's images), ``pixel_aupro`` (exact, over the maps of those
+images; absent without ground-truth regions) and ``num_images`` (that type's images).
 """
 
 import json
 from pathlib import Path
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
+DEFECT_METRICS = ("image_auroc", "pixel_aupro")
 READINGS = {
     "test": "the test split, scored by the model test_ckpt names (headline)",
     "best": "best value over validation epochs, each metric chosen independently (authors' protocol)",
@@ -78,3 +83,14 @@ def format_table(results: dict, reading: str = "test") -> str:
         cells = [f"{metrics[m]:.4f}" if m in metrics else "-" for m in METRICS]
         lines.append(f"| {'**mean**' if name == 'mean' else name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_defect_table(results: dict) -> str:
+    """Markdown table of the per-defect-type numbers: one row per category and defect type ("" if none)."""
+    lines = ["| category | defect type | images | " + " | ".join(DEFECT_METRICS) + " |",
+             "|" + "---|" * (len(DEFECT_METRICS) + 3)]  # fmt: skip
+    for category, result in results["categories"].items():
+        for defect, numbers in (result.get("defects") or {}).items():
+            cells = [f"{numbers[m]:.4f}" if m in numbers else "-" for m in DEFECT_METRICS]
+            lines.append(f"| {category} | {defect} | {numbers.get('num_images', '?')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""

@@ -76,6 +76,9 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     best = {k: v for k, v in best.items() if k in METRICS}
     result = {**metrics, "val": {k: v for k, v in val.items() if k in METRICS}, "best": best, "test_ckpt": tested,
               "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1)}  # fmt: skip
+    defects = next((c.defects for c in callbacks if getattr(c, "defects", None)), None)  # TestPictures
+    if defects:
+        result["defects"] = defects
     if not datamodule.has_masks:
         result["note"] = "no ground-truth masks: pixel metrics skipped"
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
@@ -214,6 +217,10 @@ def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
+    from fod_lightning.results import format_defect_table
+
+    if defects := format_defect_table(results):
+        print(f"\nper defect type (test split: the normal test images vs each type's images)\n{defects}")
     print(f"results: {output_dir / 'results.json'}")
     if in_multirun():
         return

@@ -3,6 +3,7 @@
 Mean and sample standard deviation (ddof=1; blank with one seed) over seeds, per category. The ``mean`` row
 is the mean over categories of the category means; its standard deviation is that of the per-seed means over
 categories, given only when every category has every seed (otherwise the seeds are not comparable).
+Per defect type (``defects`` of each category in results.json) the same mean and standard deviation over seeds.
 """
 
 import csv
@@ -11,8 +12,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from fod_lightning.reporting.jobs import Job, Row, Setting
-from fod_lightning.results import METRICS, READINGS
+from fod_lightning.reporting.jobs import Job, Row, Setting, setting_key
+from fod_lightning.results import DEFECT_METRICS, METRICS, READINGS
 
 
 @dataclass
@@ -59,6 +60,37 @@ def markdown_table(table: dict[str, dict[str, Stat]]) -> str:
     return "\n".join(lines)
 
 
+def defect_tables(jobs: list[Job]) -> dict[str, dict[tuple[str, str], dict[str, Stat]]]:
+    """setting key -> (category, defect type) -> ``num_images`` and :data:`DEFECT_METRICS` -> Stat over seeds
+    (a category and seed counted once per setting, as in the main tables)."""
+    values: dict[str, dict[tuple[str, str], dict[str, list[float]]]] = {}
+    seen = set()
+    for job in jobs:
+        key = setting_key(job.results) if job.results is not None else None
+        for category, result in (job.results or {}).get("categories", {}).items():
+            if (key, category, job.run.get("seed")) in seen:
+                continue
+            seen.add((key, category, job.run.get("seed")))
+            for defect, numbers in (result.get("defects") or {}).items():
+                cell = values.setdefault(key, {}).setdefault((category, defect), {})
+                for m in ("num_images", *DEFECT_METRICS):
+                    if m in numbers and not math.isnan(numbers[m]):
+                        cell.setdefault(m, []).append(numbers[m])
+    return {key: {where: {m: stat(v) for m, v in cell.items()} for where, cell in per.items()}
+            for key, per in values.items()}  # fmt: skip
+
+
+def defect_markdown(table: dict[tuple[str, str], dict[str, Stat]]) -> str:
+    lines = ["| category | defect type | images | seeds | " + " | ".join(DEFECT_METRICS) + " |",
+             "|" + "---|" * (len(DEFECT_METRICS) + 4)]  # fmt: skip
+    for (category, defect), stats in table.items():
+        images = f"{stats['num_images'].mean:g}" if "num_images" in stats else "?"
+        cells = [stats[m].cell() if m in stats else "-" for m in DEFECT_METRICS]
+        n = max((s.n for s in stats.values()), default=0)
+        lines.append(f"| {category} | {defect} | {images} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def comparison_table(tables: dict[str, dict[str, dict[str, Stat]]], settings: dict[str, Setting]) -> str:
     """One row per setting: the mean row of its test reading."""
     lines = ["| setting | protocol | test_ckpt | categories | seeds | " + " | ".join(METRICS) + " |",
@@ -87,6 +119,7 @@ def _seed(job: Job) -> str:
 def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Setting], jobs: list[Job],
                    notes: list[str], folder: Path) -> str:  # fmt: skip
     done = sum(j.status == "done" for j in jobs)
+    defects = defect_tables(jobs)
     parts = [f"# {title}\n", f"{done} of {len(jobs)} jobs finished; {len(settings)} setting(s).\n"]
     not_done = jobs_table(jobs, folder)
     if not_done:
@@ -102,6 +135,9 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
                      f"{h.get('protocol')}, test_ckpt {h.get('test_ckpt') or 'last'}\n")  # fmt: skip
         for reading, meaning in READINGS.items():
             parts.append(f"### {reading}: {meaning}\n\n{markdown_table(per_reading[reading])}\n")
+        if defects.get(key):
+            parts.append("### per defect type (test split): image AUROC of the normal test images vs each type's "
+                         f"images, pixel AUPRO over their maps\n\n{defect_markdown(defects[key])}\n")  # fmt: skip
     text = "\n".join(parts)
     path.write_text(text)
     return text
