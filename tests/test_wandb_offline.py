@@ -76,7 +76,8 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
     assert config["model"]["net"]["d_models"] == [16, 32] and config["data"]["category"] == "brick"
     assert not {"d_models", "lambda1", "n_heads"} & set(config)  # the config once, nested, no flat copies
     # the table's pixels live inside the run's own folder (an offline run copied elsewhere keeps them)
-    panels = [name for _, name, _ in staged if re.search(r"/(good|scratch|stain|contamination)_\d+\.png$", name)]
+    panel_name = r"/\d{3}_(good|scratch|stain|contamination)_\d+\.png$"
+    panels = [name for _, name, _ in staged if re.search(panel_name, name)]
     assert len(panels) == 5
     for run_dir, _, path in staged:
         assert path.is_file() and path.resolve().is_relative_to(run_dir.resolve()), path

@@ -27,8 +27,12 @@ VALIDATION_SPLITS = {
 
 
 def _mean(rows: list[dict]) -> dict[str, float]:
+    """Mean of each metric over the categories that have it (a failed category has none); ``num_categories``
+    says how many the mean covers."""
+    rows = [r for r in rows if r.get("status") != "failed"]
     names = [m for m in METRICS if rows and all(m in r for r in rows)]
-    return {m: sum(r[m] for r in rows) / len(rows) for m in names}
+    mean = {m: sum(r[m] for r in rows) / len(rows) for m in names}
+    return mean | {"num_categories": len(rows)} if mean else {}
 
 
 def best_values(category: dict) -> dict[str, float]:
@@ -54,7 +58,7 @@ def build_results(
         "readings": READINGS,
         "categories": categories,
         "mean": _mean(list(categories.values())),
-        "mean_best": _mean([best_values(c) for c in categories.values()]),
+        "mean_best": _mean([best_values(c) for c in categories.values() if c.get("status") != "failed"]),
         "notes": list(notes or []),
         "run": run or {},
     }

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fod_lightning.categories import categories_of
 from fod_lightning.checkpoint import check_fits, fitted_model_info, read_checkpoint
 from fod_lightning.ddp_jobs import ddp_job_scope
-from fod_lightning.errors import ConfigError, one_line, user_error
+from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
 from fod_lightning.lit_module import FODLitModule
 from fod_lightning.objective import check_objective, objective_value
 from fod_lightning.official import is_official_checkpoint, load_official
@@ -185,13 +185,18 @@ def run(cfg: DictConfig) -> dict:
             log.warning(note)
         record["categories_planned"] = categories.names
         save()
+        errors: dict[str, Exception] = {}
         for category in categories.names:
             log.info("category %s", category)
-            category_cfg = cfg.copy()
-            with open_dict(category_cfg):
-                category_cfg.data.category = category
-            per_category[category] = fit_and_test_category(category_cfg)
+            try:
+                per_category[category] = fit_and_test_category(category_config(cfg, category))
+            except Exception as err:  # recorded; the other categories go on
+                log.error("category %s failed: %s", category, error_line(err), exc_info=user_error(err) is None)
+                per_category[category] = {"status": "failed", "error": error_line(err)}
+                errors[category] = err
             save()
+        if errors:
+            raise_failures(errors, len(categories.names), output_dir)
     except Exception as err:
         record |= {"status": "failed", "error": error_line(err)}
         save()
@@ -201,6 +206,48 @@ def run(cfg: DictConfig) -> dict:
     if rank_zero_only.rank == 0:
         report(cfg, results, output_dir)
     return results
+
+
+def category_config(cfg: DictConfig, category: str) -> DictConfig:
+    """The job's config for one category; ``ckpt_path=last`` becomes that category's newest ``last.ckpt``."""
+    category_cfg = cfg.copy()
+    with open_dict(category_cfg):
+        category_cfg.data.category = category
+        if cfg.get("ckpt_path") == "last":
+            category_cfg.ckpt_path = str(last_checkpoint(cfg, category))
+    return category_cfg
+
+
+def last_checkpoint(cfg: DictConfig, category: str) -> Path:
+    """The newest ``<category>/checkpoints/last.ckpt`` of this run directory or of earlier runs of this task
+    (``<log_dir>/<task_name>/runs/*``; in a multirun: the same job number of earlier sweeps)."""
+    tail = Path(category) / "checkpoints" / "last.ckpt"
+    task = Path(cfg.paths.log_dir) / cfg.task_name
+    pattern = f"multiruns/*/{HydraConfig.get().job.num}/{tail}" if in_multirun() else f"runs/*/{tail}"
+    earlier = task.glob(pattern)
+    found = [p for p in [Path(cfg.paths.output_dir) / tail, *earlier] if p.is_file()]
+    if not found:
+        raise ConfigError(
+            f"ckpt_path=last found no {tail} in {cfg.paths.output_dir} or under {task}: give the checkpoint's path, "
+            "or start without ckpt_path"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+class CategoriesFailedError(FODUserError, RuntimeError):
+    """Some categories of a job failed; the others' results were kept."""
+
+
+def raise_failures(errors: dict[str, Exception], planned: int, output_dir: Path) -> None:
+    """Every category failed alike (or the job had one): that error. Otherwise one line naming each failure."""
+    lines = {error_line(e) for e in errors.values()}
+    if len(errors) == planned and len(lines) == 1:
+        raise next(iter(errors.values()))
+    summary = "; ".join(f"{name}: {error_line(e)}" for name, e in errors.items())
+    raise CategoriesFailedError(
+        f"{len(errors)} of {planned} categories failed ({summary}); the others' results are in "
+        f"{output_dir / 'results.json'}"
+    )
 
 
 def error_line(err: BaseException) -> str:

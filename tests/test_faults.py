@@ -1,0 +1,104 @@
+"""Faults: a killed run resumes exactly, a NaN loss stops cleanly, a failing category spares the others,
+checkpoints are written atomically, and the same seed reproduces a run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, TINY_TEXTURES
+
+from fod_lightning.errors import FODUserError
+from fod_lightning.run import CategoriesFailedError, run
+
+TESTS = Path(__file__).parent
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
+
+
+def cli(*args, cwd: Path):
+    env = dict(os.environ, PYTHONPATH=str(TESTS), OMP_NUM_THREADS="1", WANDB_MODE="offline",
+               XDG_CACHE_HOME=str(cwd / "cache"))  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "fod_lightning.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_path):
+    base = [*TINY_TEXTURES, *TINY, "data.category=brick", "trainer.max_epochs=3", f"paths.data_dir={tmp_path}/data"]
+    full = cli(*base, f"hydra.run.dir={tmp_path}/full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    kill = ["+callbacks.kill._target_=fault_callbacks.KillAt", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=1"]
+    killed = cli(*base, *kill, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert killed.returncode == -9  # SIGKILL in the third epoch: no clean-up ran
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["run"]["status"] == "running"
+    resumed = cli(*base, "ckpt_path=last", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())["categories"]["brick"] for d in ("full", "run"))
+    for name in METRICS:
+        assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-9)
+    assert {k: v["epoch"] for k, v in b["best"].items()} == {k: v["epoch"] for k, v in a["best"].items()}
+    assert {k: v["value"] for k, v in b["best"].items()} == pytest.approx({k: v["value"] for k, v in a["best"].items()})
+    assert b["epochs"] == a["epochs"] == 3
+    nothing = cli(*base, "ckpt_path=last", f"hydra.run.dir={tmp_path}/elsewhere", "task_name=other", cwd=tmp_path)
+    assert nothing.returncode == 2 and "ckpt_path=last found no brick/checkpoints/last.ckpt" in nothing.stderr
+
+
+def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(make_config, tmp_path):
+    cfg = make_config("data.category=brick", "trainer.max_epochs=2", "+callbacks.poison._target_=fault_callbacks.PoisonAt",
+                      "+callbacks.poison.epoch=1")  # fmt: skip
+    with pytest.raises(FODUserError, match=r"the training loss became nan at epoch 1, step \d+ \(category brick\)"):
+        run(cfg)
+    last = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["run"]["status"] == "failed" and "training loss became nan" in results["run"]["error"]
+
+
+def test_a_failing_category_is_recorded_and_spares_the_others(make_config, tmp_path):
+    import hydra
+
+    cfg = make_config("data.category=all")
+    grass = hydra.utils.instantiate(cfg.data, category="grass")
+    grass.prepare_data()
+    broken = sorted((grass.category_root / "train" / "good").iterdir())[0]
+    broken.write_bytes(b"truncated")
+    with pytest.raises(CategoriesFailedError, match=r"1 of 3 categories failed \(grass: .*cannot read image"):
+        run(cfg)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["run"]["status"] == "failed"
+    assert results["categories"]["grass"]["status"] == "failed" and str(broken) in results["categories"]["grass"]["error"]
+    for name in ("brick", "gravel"):
+        assert 0.0 <= results["categories"][name]["image_auroc"] <= 1.0
+    assert results["mean"]["image_auroc"] == pytest.approx(
+        (results["categories"]["brick"]["image_auroc"] + results["categories"]["gravel"]["image_auroc"]) / 2
+    )
+
+
+def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):
+    """A crash while a checkpoint is written leaves the previous file whole (Lightning writes through an
+    fsspec transaction: a temporary file, moved into place when complete)."""
+    from fsspec.implementations.local import LocalFileOpener
+
+    run(make_config("data.category=brick"))
+    path = tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt"
+    before = path.read_bytes()
+
+    def crash(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(LocalFileOpener, "write", crash)
+    with pytest.raises(Exception, match="disk gone"):
+        run(make_config("data.category=brick", f"ckpt_path={path}", "trainer.max_epochs=2"))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+
+
+def test_the_same_seed_reproduces_a_run_and_another_seed_does_not(make_config, tmp_path):
+    first = run(make_config("data.category=brick"))["categories"]["brick"]
+    again = run(make_config("data.category=brick"))["categories"]["brick"]
+    other = run(make_config("data.category=brick", "seed=1"))["categories"]["brick"]
+    assert all(first[m] == again[m] for m in METRICS)
+    assert any(first[m] != other[m] for m in METRICS)
