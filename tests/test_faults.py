@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_TEXTURES
 
+from conftest import TINY, TINY_TEXTURES
 from fod_lightning.errors import FODUserError
 from fod_lightning.run import CategoriesFailedError, run
 
@@ -46,8 +46,8 @@ def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_pat
 
 
 def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(make_config, tmp_path):
-    cfg = make_config("data.category=brick", "trainer.max_epochs=2", "+callbacks.poison._target_=fault_callbacks.PoisonAt",
-                      "+callbacks.poison.epoch=1")  # fmt: skip
+    poison = ["+callbacks.poison._target_=fault_callbacks.PoisonAt", "+callbacks.poison.epoch=1"]
+    cfg = make_config("data.category=brick", "trainer.max_epochs=2", *poison)
     with pytest.raises(FODUserError, match=r"the training loss became nan at epoch 1, step \d+ \(category brick\)"):
         run(cfg)
     last = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -68,7 +68,8 @@ def test_a_failing_category_is_recorded_and_spares_the_others(make_config, tmp_p
         run(cfg)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["run"]["status"] == "failed"
-    assert results["categories"]["grass"]["status"] == "failed" and str(broken) in results["categories"]["grass"]["error"]
+    grass = results["categories"]["grass"]
+    assert grass["status"] == "failed" and str(broken) in grass["error"]
     for name in ("brick", "gravel"):
         assert 0.0 <= results["categories"][name]["image_auroc"] <= 1.0
     assert results["mean"]["image_auroc"] == pytest.approx(
