@@ -101,5 +101,6 @@ def test_the_same_seed_reproduces_a_run_and_another_seed_does_not(make_config, t
     first = run(make_config("data.category=brick"))["categories"]["brick"]
     again = run(make_config("data.category=brick"))["categories"]["brick"]
     other = run(make_config("data.category=brick", "seed=1"))["categories"]["brick"]
-    assert all(first[m] == again[m] for m in METRICS)
+    strict = run(make_config("data.category=brick", "trainer.deterministic=true"))["categories"]["brick"]
+    assert all(first[m] == again[m] == strict[m] for m in METRICS)
     assert any(first[m] != other[m] for m in METRICS)
