@@ -148,6 +148,19 @@ def check_config(cfg: DictConfig) -> None:
     if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
         raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
                           f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
+    from fod_lightning.data.transforms import check_image_size
+
+    check_image_size(cfg.data.image_size, tuple(backbone.get("strides") or (8, 16)))
+    accelerator, devices = str(cfg.trainer.get("accelerator", "auto")).lower(), cfg.trainer.get("devices", 1)
+    gpus = lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0  # noqa: E731
+    count = {"gpu": gpus, "cuda": gpus, "mps": lambda: int(torch.backends.mps.is_available())}.get(accelerator)
+    wanted = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) and devices > 0 else 1
+    if count is not None and count() < wanted:
+        fix = "use trainer=cpu or trainer.accelerator=auto" + (f", or trainer.devices={count()}" if count() else "")
+        raise ConfigError(f"trainer.accelerator={accelerator} asks for {wanted} device(s) but torch finds {count()} "
+                          f"on this machine: {fix}")  # fmt: skip
+    # Before the model is built (its backbone weights may be downloaded): the data must be there.
+    hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)
 
 
 def finish_loggers(loggers: list) -> None:

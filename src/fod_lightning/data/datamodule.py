@@ -12,7 +12,7 @@ from fod_lightning.data.batch import Batch
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.sampler import EpochShuffle
-from fod_lightning.data.samples import DatasetLayoutError, Sample
+from fod_lightning.data.samples import DatasetLayoutError, Sample, is_hidden
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 from fod_lightning.errors import ConfigError
@@ -102,16 +102,27 @@ class AnomalyDataModule(LightningDataModule):
     def categories_on_disk(self) -> list[str]:
         """Every category under ``root`` in this layout, official names or not, sorted."""
         root = self.require_root()
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and self.is_category_folder(root, p.name))
+        return sorted(p.name for p in root.iterdir()
+                      if p.is_dir() and not is_hidden(p) and self.is_category_folder(root, p.name))  # fmt: skip
 
     root_holds: str = "the category folders"  # what data.root must contain, for the error message
 
+    @classmethod
+    def check_root(cls, root: str | Path) -> None:
+        """Before a run builds its model (whose weights may be downloaded): ``root`` must be a folder."""
+        if not Path(root).expanduser().is_dir():
+            raise cls.missing_root(Path(root).expanduser())
+
+    @classmethod
+    def missing_root(cls, root: Path) -> DatasetLayoutError:
+        return DatasetLayoutError(
+            f"{cls.benchmark} root {root} does not exist: set data.root to the folder that holds "
+            f"{cls.root_holds}. {cls.layout_help}"
+        )
+
     def require_root(self) -> Path:
         if not self.root.is_dir():
-            raise DatasetLayoutError(
-                f"{self.benchmark} root {self.root} does not exist: set data.root to the folder that holds "
-                f"{self.root_holds}. {self.layout_help}"
-            )
+            raise self.missing_root(self.root)
         return self.root
 
     @property

@@ -19,9 +19,29 @@ class Sample:
     defect_type: str
 
 
+def is_hidden(path: Path) -> bool:
+    """``.DS_Store``, macOS's ``._x.png`` copies of resource forks, ``.ipynb_checkpoints``...: never data."""
+    return path.name.startswith(".")
+
+
 def list_images(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Files in ``folder`` with one of ``extensions`` (lower-case, with dot), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    """Files in ``folder`` with one of ``extensions`` (any case; given lower-case, with dot), sorted by name.
+
+    Other files (``Thumbs.db``, ``notes.txt``) and hidden ones are skipped; links are followed, and a link to
+    nothing (a missing target, or a loop) stops with its name.
+    """
+    images = []
+    for path in sorted(folder.iterdir()):
+        if is_hidden(path) or path.suffix.lower() not in extensions:
+            continue
+        if path.is_file():
+            images.append(path)
+        elif path.is_symlink():  # is_file() follows links: false for a dangling link or a loop
+            raise DatasetLayoutError(
+                f"image {path} is a symbolic link to nothing (its target is missing, or the link loops): "
+                "fix or remove the link"
+            )
+    return images
 
 
 def require_dir(path: Path, what: str, fix: str) -> Path:
@@ -58,7 +78,7 @@ def parse_type_folders(
     normal_only = split == "train" if normal_only is None else normal_only
     split_dir = require_dir(category_root / split, f"{split} folder", f"expected layout: {layout_help}")
     samples = []
-    for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p)):
         defect = type_dir.name
         if normal_only and defect != normal:
             continue

@@ -122,6 +122,10 @@ class TexturesDataModule(MVTecADDataModule):
             crop_size=crop_size,
         )  # fmt: skip
 
+    @classmethod
+    def check_root(cls, root: str | Path) -> None:
+        """The root need not exist before the run: :meth:`prepare_data` writes it."""
+
     def prepare_data(self) -> None:
         ensure_textures(self.root, **self.spec)
 

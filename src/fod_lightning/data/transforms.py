@@ -1,5 +1,7 @@
 """Joint image + mask transforms (albumentations) and image reading."""
 
+import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -7,10 +9,10 @@ import albumentations as A
 import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fod_lightning.data.samples import DatasetLayoutError
-from fod_lightning.errors import ConfigError
+from fod_lightning.errors import ConfigError, FODUserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,6 +57,19 @@ def authors_geometry(size: int, square: bool) -> A.Lambda:
     )
 
 
+def check_image_size(image_size: int, strides: tuple[int, ...] = (8, 16)) -> None:
+    """The network input side S (images are resized to S x S whatever their size) must tile into the backbone's
+    stages: a positive multiple of 16 (the backbone's input contract) and of each stage stride."""
+    tile = math.lcm(16, *(int(s) for s in strides))
+    if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0 and image_size % tile == 0:
+        return
+    near = max(tile, round(image_size / tile) * tile) if isinstance(image_size, int | float) else 256
+    raise ConfigError(
+        f"data.image_size={image_size!r} must be a positive multiple of {tile} (the backbone's strides "
+        f"{', '.join(str(s) for s in strides)} must tile the input): e.g. data.image_size={near}"
+    )
+
+
 def build_transform(
     image_size: int,
     resize: str = "square",
@@ -71,8 +86,7 @@ def build_transform(
             ``shorter_side_crop`` scales the shorter side to S then centre-crops S x S (BTAD, MVTec 3D-AD).
         augment: add :func:`augmentations` after the resize (training split only).
     """
-    if image_size % 16:
-        raise ConfigError(f"data.image_size={image_size} must be divisible by 16 (backbone stride)")
+    check_image_size(image_size)
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
     geometry = [authors_geometry(image_size, square=resize == "square")]
@@ -80,20 +94,54 @@ def build_transform(
     return A.Compose([*geometry, *extra, A.Normalize(tuple(mean), tuple(std)), ToTensorV2()])
 
 
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grey images are replicated to three channels."""
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's modes of 16-bit grey files
+
+
+def _read(path: str | Path, what: str, convert: Callable[[Image.Image, Path], np.ndarray]) -> np.ndarray:
+    """Decode ``path`` upright (its EXIF orientation applied) and ``convert`` it; a file that cannot be decoded
+    (empty, truncated, not an image) is the user's to fix."""
+    path = Path(path)
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"cannot read image {path} ({err}): replace or remove the file") from err
+            ImageOps.exif_transpose(img, in_place=True)
+            return convert(img, path)
+    except FODUserError:
+        raise
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... on broken files
+        reason = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, UnidentifiedImageError):  # its message repeats the path
+            reason = "an empty file" if path.stat().st_size == 0 else "not an image file Pillow can read"
+        raise DatasetLayoutError(f"cannot read {what} {path} ({reason}): replace or remove the file") from err
+
+
+def _to_rgb(img: Image.Image, path: Path) -> np.ndarray:
+    if img.mode in SIXTEEN_BIT_MODES:  # Pillow's convert would clip at 255: scale instead
+        values = np.asarray(img).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DatasetLayoutError(f"image {path} holds 32-bit values outside 0-65535: save it as 8- or 16-bit")
+        grey = (values >> 8).astype(np.uint8)  # the high byte, as Pillow reads 16-bit RGB files
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise DatasetLayoutError(f"image {path} holds floating-point values: save it as an 8- or 16-bit image")
+    return np.asarray(img.convert("RGB"))  # grey replicated; palette, CMYK... converted; alpha dropped
+
+
+def _to_mask(img: Image.Image, path: Path) -> np.ndarray:
+    if img.mode not in ("1", "L", "F", "RGB", *SIXTEEN_BIT_MODES):
+        img = img.convert("RGB")  # palette entries by their colour, CMYK as displayed; alpha dropped
+    values = np.asarray(img)
+    return (values.reshape(*values.shape[:2], -1) != 0).any(axis=2).astype(np.uint8)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3), upright: the EXIF orientation is applied (as image viewers do; the authors' PIL
+    pipeline ignores it). Grey images are replicated to three channels, palette, CMYK and other modes
+    converted by Pillow, an alpha channel dropped (as the authors' ``convert('RGB')``); 16-bit images are scaled to
+    8 bits (value >> 8, i.e. 257 * k -> k), where Pillow's ``convert`` would clip them at 255."""
+    return _read(path, "image", _to_rgb)
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Binary mask uint8 (H, W) in {0, 1}: any non-zero pixel is anomalous."""
-    try:
-        with Image.open(path) as img:
-            m = np.asarray(img.convert("L"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"cannot read mask {path} ({err}): replace or remove the file") from err
-    return (m > 0).astype(np.uint8)
+    """Binary mask uint8 (H, W) in {0, 1}, upright like :func:`read_image`: a pixel is anomalous when any of its
+    values is non-zero (255, a class id such as VisA's, any colour; 16-bit values unscaled; alpha ignored)."""
+    return _read(path, "mask", _to_mask)

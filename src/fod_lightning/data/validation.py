@@ -14,6 +14,8 @@ from fod_lightning.data.transforms import read_image
 from fod_lightning.errors import ConfigError
 
 VAL_PROTOCOLS = ("paper", "from_train")
+WITHOUT_HOLD_OUT = {"data.val_fraction": "use data.val_protocol=paper",
+                    "data.calibration_fraction": "set data.calibration_fraction=0"}  # fmt: skip
 
 
 def split_held_out(
@@ -24,6 +26,9 @@ def split_held_out(
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{key}={fraction} must be in (0, 1)")
     n_held = max(1, round(fraction * len(samples)))
+    if len(samples) < 2:
+        raise ConfigError(f"{key}={fraction} holds out training images, but there is {len(samples)}: add normal "
+                          f"training images or {WITHOUT_HOLD_OUT.get(key, f'set {key}')}")  # fmt: skip
     if n_held >= len(samples):
         raise ConfigError(f"cannot hold out {n_held} of {len(samples)} training images: lower {key}")
     held = set(np.random.default_rng(seed).choice(len(samples), n_held, replace=False).tolist())
