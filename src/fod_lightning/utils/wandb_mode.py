@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from fod_lightning.run_info import job_info
 
@@ -38,8 +38,9 @@ def resolve_mode(mode: str = "auto") -> str:
     return "offline"
 
 
-def wandb_logger(mode: str = "auto", tags: list[str] | None = None, swept_tags: bool = True, **kwargs) -> WandbLogger:
-    """Lightning's WandbLogger with ``mode`` resolved (``auto``, ``online``, ``offline``, ``disabled``).
+def wandb_logger(mode: str = "auto", tags: list[str] | None = None, swept_tags: bool = True, **kwargs) -> "WandbLogger":
+    """Lightning's WandbLogger with ``mode`` resolved (``auto``, ``online``, ``offline``, ``disabled``) and every
+    file W&B writes kept under ``<save_dir>/wandb`` (:class:`WandbLogger`).
 
     Args:
         swept_tags: add a ``key=value`` tag for each parameter the job's sweep varies.
@@ -52,20 +53,54 @@ def wandb_logger(mode: str = "auto", tags: list[str] | None = None, swept_tags: 
     return WandbLogger(mode=resolve_mode(mode), tags=tags, **kwargs)
 
 
+# W&B's own folders outside a run's folder, by default in the user's home: its service's logs and the artifact
+# file cache (~/.cache/wandb), the artifact staging area (~/.local/share/wandb), downloaded artifacts (./artifacts).
+WANDB_FOLDERS = {"WANDB_CACHE_DIR": "cache", "WANDB_DATA_DIR": "data", "WANDB_ARTIFACT_DIR": "artifacts"}
+
+
+@contextmanager
+def wandb_folders_inside(folder: str | Path) -> Iterator[None]:
+    """W&B's cache, data (staging) and artifact folders under ``folder`` while the block runs; the environment
+    variables that name them are then as they were (other runs of the process are not redirected)."""
+    previous = {name: os.environ.get(name) for name in WANDB_FOLDERS}
+    os.environ.update({name: str(Path(folder) / sub) for name, sub in WANDB_FOLDERS.items()})
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger whose run starts with W&B's own folders under ``<save_dir>/wandb`` (beside the runs).
+    Same class name: code that recognises a W&B logger by its type's name (no wandb import) still does.
+
+    The run's files go to ``<save_dir>/wandb`` anyway (``dir``); the cache, data and artifact folders are named by
+    environment variables only, read by W&B's service when it starts (with the first run of the process: its logs
+    and those of its system monitor then go to that run's ``<save_dir>/wandb/cache``, also for later runs of the
+    process) and by the Python side when a table is logged (:func:`staging_inside`). They are set while the run
+    starts, then restored, so nothing lands in the user's home and nothing else in the process is redirected.
+    """
+
+    @property
+    def experiment(self):
+        if self._experiment is not None:
+            return super().experiment
+        with wandb_folders_inside(Path(self.save_dir or ".") / "wandb"):
+            return super().experiment
+
+
 @contextmanager
 def staging_inside(run) -> Iterator[None]:
     """Log tables with their pixels inside the run's own folder.
 
     W&B stores a logged table's images in an artifact whose files it first copies to a staging folder, by
     default in the user's home (``WANDB_DATA_DIR``); an offline run copied elsewhere would lose them. The
-    staging folder is put inside the run's folder while the table is logged.
+    staging folder (and W&B's cache and artifact folders) are put inside the run's folder while the table is
+    logged.
     """
-    previous = os.environ.get("WANDB_DATA_DIR")
-    os.environ["WANDB_DATA_DIR"] = str(Path(run.dir).parent / "data")
-    try:
+    with wandb_folders_inside(Path(run.dir).parent):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop("WANDB_DATA_DIR", None)
-        else:
-            os.environ["WANDB_DATA_DIR"] = previous
