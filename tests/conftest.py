@@ -51,6 +51,7 @@ def compose_config(tmp_path: Path, overrides: list[str]):
         cfg = compose("run", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.cache_dir = str(tmp_path)  # generated data in tmp_path/data, not the user's cache
         cfg.paths.output_dir = str(tmp_path / "out")
         cfg.hydra.runtime.output_dir = str(tmp_path / "out")
     HydraConfig.instance().set_config(cfg)
