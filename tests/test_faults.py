@@ -75,6 +75,20 @@ def test_a_failing_category_is_recorded_and_spares_the_others(make_config, tmp_p
     assert results["mean"]["image_auroc"] == pytest.approx(
         (results["categories"]["brick"]["image_auroc"] + results["categories"]["gravel"]["image_auroc"]) / 2
     )
+    assert results["mean"]["num_categories"] == 3 and results["mean"]["covers"]["image_auroc"] == 2
+
+
+def test_metrics_not_available_are_null_in_json_na_in_tables_and_left_out_of_the_mean(tmp_path):
+    from fod_lightning.results import build_results, format_table, write_results
+
+    categories = {"a": {"image_auroc": 0.8, "pixel_auroc": 0.9}, "b": {"image_auroc": float("nan"), "pixel_auroc": 0.7}}
+    results = build_results("bench", "backbone", "paper", "last", categories)
+    assert results["mean"]["image_auroc"] == 0.8 and results["mean"]["pixel_auroc"] == pytest.approx(0.8)
+    assert results["mean"]["covers"] == {"image_auroc": 1}
+    table = format_table(results)
+    assert "| b | n/a | 0.7000 |" in table and "**mean** (1 of 2) | 0.8000 | 0.8000 |" in table
+    saved = json.loads(write_results(results, tmp_path / "results.json").read_text())  # strict JSON: no NaN
+    assert saved["categories"]["b"]["image_auroc"] is None
 
 
 def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ images; absent without ground-truth regions) and ``num_images`` (that type's ima
 """
 
 import json
+import math
 from pathlib import Path
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
@@ -26,13 +27,25 @@ VALIDATION_SPLITS = {
 }
 
 
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _mean(rows: list[dict]) -> dict[str, float]:
-    """Mean of each metric over the categories that have it (a failed category has none); ``num_categories``
-    says how many the mean covers."""
-    rows = [r for r in rows if r.get("status") != "failed"]
-    names = [m for m in METRICS if rows and all(m in r for r in rows)]
-    mean = {m: sum(r[m] for r in rows) / len(rows) for m in names}
-    return mean | {"num_categories": len(rows)} if mean else {}
+    """Mean of each metric over the categories where it is a number: a failed category has none, a metric
+    can be not available (e.g. AUROC without anomalous test images). ``num_categories``: the categories
+    planned; ``covers``: metric -> how many of them its mean covers, where that is fewer."""
+    valid = [r for r in rows if r.get("status") != "failed"]
+    mean, covers = {}, {}
+    for m in METRICS:
+        values = [r[m] for r in valid if _finite(r.get(m))]
+        if values and (len(values) == len(valid) or any(not _finite(r.get(m)) and m in r for r in valid)):
+            mean[m] = sum(values) / len(values)
+            if len(values) < len(rows):
+                covers[m] = len(values)
+    if not mean:
+        return {}
+    return mean | {"num_categories": len(rows)} | ({"covers": covers} if covers else {})
 
 
 def best_values(category: dict) -> dict[str, float]:
@@ -58,7 +71,7 @@ def build_results(
         "readings": READINGS,
         "categories": categories,
         "mean": _mean(list(categories.values())),
-        "mean_best": _mean([best_values(c) for c in categories.values() if c.get("status") != "failed"]),
+        "mean_best": _mean([best_values(c) if c.get("status") != "failed" else c for c in categories.values()]),
         "notes": list(notes or []),
         "run": run or {},
     }
@@ -68,9 +81,30 @@ def write_results(results: dict, path: Path) -> Path:
     """Atomic write: a reader never sees half a file (jobs of a sweep are read while others run)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.write_text(json.dumps(_nan_to_null(results), indent=2, default=str))
     tmp.replace(path)
     return path
+
+
+def _nan_to_null(value):
+    """NaN (a metric not available) as JSON null: bare NaN is not valid JSON."""
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _cell(metrics: dict, name: str) -> str:
+    if name not in metrics:
+        return "-"
+    return f"{metrics[name]:.4f}" if _finite(metrics[name]) else "n/a"
+
+
+def _mean_label(mean: dict) -> str:
+    covered = min(mean.get("covers", {}).values(), default=mean.get("num_categories"))
+    total = mean.get("num_categories")
+    return "**mean**" if covered == total else f"**mean** ({covered} of {total})"
 
 
 def _rows(results: dict, reading: str) -> list[tuple[str, dict]]:
@@ -84,8 +118,8 @@ def format_table(results: dict, reading: str = "test") -> str:
     """Markdown table of one job and one reading (``test`` or ``best``): one row per category, then the mean."""
     lines = ["| category | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
     for name, metrics in _rows(results, reading):
-        cells = [f"{metrics[m]:.4f}" if m in metrics else "-" for m in METRICS]
-        lines.append(f"| {'**mean**' if name == 'mean' else name} | " + " | ".join(cells) + " |")
+        cells = [_cell(metrics, m) for m in METRICS]
+        lines.append(f"| {_mean_label(metrics) if name == 'mean' else name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -79,6 +79,8 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     defects = next((c.defects for c in callbacks if getattr(c, "defects", None)), None)  # TestPictures
     if defects:
         result["defects"] = defects
+    if "test" in model.metrics and model.metrics["test"].not_available:  # e.g. no anomalous test image
+        result["not_available"] = dict(model.metrics["test"].not_available)
     if not datamodule.has_masks:
         result["note"] = "no ground-truth masks: pixel metrics skipped"
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
@@ -129,14 +131,18 @@ def authors_model(cfg: DictConfig, resize: str) -> FODLitModule:
     return load_official(cfg.ckpt_path, cfg.get("reference_features"), backbone, resize=resize)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Top-level switches checked before any training."""
+def check_backbone_node(cfg: DictConfig) -> None:
+    """``model.net.backbone`` must be a config (the data contract interpolates its mean and std)."""
     backbone = OmegaConf.select(cfg, "model.net.backbone")
     if not OmegaConf.is_dict(backbone):
         raise ConfigError(
             f"model.net.backbone={backbone!r} is not a backbone config: choose one with "
             "model/net/backbone=NAME (a slash, e.g. model/net/backbone=wide_resnet50_2) or set model.net.backbone.name"
         )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Top-level switches, the input size, the devices and the data root: checked before any model is built."""
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:
@@ -150,17 +156,26 @@ def check_config(cfg: DictConfig) -> None:
                           f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
     from fod_lightning.data.transforms import check_image_size
 
-    check_image_size(cfg.data.image_size, tuple(backbone.get("strides") or (8, 16)))
-    accelerator, devices = str(cfg.trainer.get("accelerator", "auto")).lower(), cfg.trainer.get("devices", 1)
-    gpus = lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0  # noqa: E731
-    count = {"gpu": gpus, "cuda": gpus, "mps": lambda: int(torch.backends.mps.is_available())}.get(accelerator)
-    wanted = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) and devices > 0 else 1
-    if count is not None and count() < wanted:
-        fix = "use trainer=cpu or trainer.accelerator=auto" + (f", or trainer.devices={count()}" if count() else "")
-        raise ConfigError(f"trainer.accelerator={accelerator} asks for {wanted} device(s) but torch finds {count()} "
-                          f"on this machine: {fix}")  # fmt: skip
+    check_image_size(cfg.data.image_size, tuple(cfg.model.net.backbone.get("strides") or (8, 16)))
+    check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)
+
+
+def check_devices(trainer: DictConfig) -> None:
+    """An accelerator asked for must exist, as many devices as asked (one line, not Lightning's exception)."""
+    accelerator, devices = str(trainer.get("accelerator", "auto")).lower(), trainer.get("devices", 1)
+    if accelerator in ("gpu", "cuda"):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    elif accelerator == "mps":
+        found = int(torch.backends.mps.is_available())
+    else:
+        return
+    wanted = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) and devices > 0 else 1
+    if found < wanted:
+        fix = "use trainer=cpu or trainer.accelerator=auto" + (f", or trainer.devices={found}" if found else "")
+        raise ConfigError(f"trainer.accelerator={accelerator} asks for {wanted} device(s) but torch finds {found} "
+                          f"on this machine: {fix}")  # fmt: skip
 
 
 def finish_loggers(loggers: list) -> None:
@@ -173,7 +188,7 @@ def finish_loggers(loggers: list) -> None:
 def run(cfg: DictConfig) -> dict:
     """Fit and test every requested category; keep ``results.json`` in ``paths.output_dir`` up to date (status
     ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such."""
-    check_config(cfg)  # first: a broken config cannot even be recorded
+    check_backbone_node(cfg)  # first: without it the config cannot even be recorded
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
     output_dir = Path(cfg.paths.output_dir)
     datamodule_cls = hydra.utils.get_class(cfg.data._target_)
@@ -192,6 +207,7 @@ def run(cfg: DictConfig) -> dict:
         return results
 
     try:
+        check_config(cfg)
         categories = categories_of(cfg)
         notes += categories.notes(datamodule_cls.benchmark, str(cfg.data.root))
         for note in notes:
