@@ -1,6 +1,8 @@
 """Shared fixtures: Hydra config composition for tests."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # Generated data and caches of every test, CLI subprocesses included, go to a throw-away folder, never the
 # user's ~/.cache (the folder is shared by the session: the embedded benchmark is written once).
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fod_tests_cache_")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 os.environ.setdefault("WANDB_SILENT", "true")
 # Tiny models gain nothing from intra-op threads, and beside another busy process OpenMP's waiting threads
 # slow each test several-fold (measured on 2 shared cores: a tiny fit + test 8-21 s with 2 threads, 1-2 s
