@@ -255,15 +255,10 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
 
 COMMANDS = readme_commands()
 
-# Known bug: a multirun whose hydra.sweep.dir is the default (${paths.log_dir}/..., i.e. paths.root_dir =
-# ${oc.env:FOD_ROOT,${hydra:runtime.cwd}}) stops before its first job: Hydra's sweepers read hydra.sweep.dir before
-# any HydraConfig is set, and the hydra: resolver needs one ("HydraConfig was not set", full_key: hydra.sweep.dir).
-# Those commands (and a summarize of their folder) are strict xfails: when fixed they pass, and strict makes that
-# fail: then set SWEEP_DIR_BUG = None.
-SWEEP_DIR_BUG = (
-    "known bug: -m without hydra.sweep.dir fails to resolve the default sweep folder (HydraConfig was not set); "
-    "fix e.g. HydraConfig.instance().set_config(config) in SweepCallback.on_multirun_start"
-)
+# Multiruns whose hydra.sweep.dir is the default (${paths.log_dir}/..., through ${hydra:runtime.cwd}) need the
+# Hydra config set before the sweeper reads the sweep folder (SweepCallback.on_multirun_start does it). A known
+# bug of that kind would be named here: its commands become strict xfails.
+SWEEP_DIR_BUG = None
 
 
 def multirun_above(command: Command) -> Command:

@@ -5,6 +5,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -15,6 +16,9 @@ class SweepCallback(Callback):
     """Runs in the process that launches the sweep (basic, joblib, submitit and Optuna alike)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # The sweepers read hydra.sweep.dir before Hydra sets its config, and the default sweep folder goes
+        # through ${hydra:runtime.cwd} (paths.root_dir): set it now, as Hydra does for a single run.
+        HydraConfig.instance().set_config(config)
         storage = config.hydra.sweeper.get("storage")
         if storage and int(metadata.version("optuna").split(".")[0]) < 3:
             # optuna 2.x (the range hydra-optuna-sweeper supports) cannot open SQL storage under SQLAlchemy 2
