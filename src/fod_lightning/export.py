@@ -28,12 +28,11 @@ from torch import nn
 
 import fod_lightning
 from fod_lightning.checkpoint import load
+from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
 
 if TYPE_CHECKING:  # the model (timm, Lightning) is imported when a checkpoint is loaded: errors come fast
     from fod_lightning.models.fod import FOD
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # as fod_lightning.run's
 
 FORMATS = ("onnx",)
 INPUTS, OUTPUTS = ("images",), ("image_score", "anomaly_map")

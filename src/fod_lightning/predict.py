@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fod_lightning.checkpoint import check_fits, fitted_model_info, load, read_checkpoint
+from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.data.transforms import build_transform, read_image
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
-from fod_lightning.run import CONFIG_DIR
 
 log = logging.getLogger("fod_lightning")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

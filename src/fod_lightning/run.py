@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.categories import categories_of
 from fod_lightning.checkpoint import check_fits, fitted_model_info, read_checkpoint
+from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
 from fod_lightning.lit_module import FODLitModule
@@ -32,7 +33,6 @@ from fod_lightning.results import METRICS, VALIDATION_SPLITS, build_results, for
 from fod_lightning.run_info import resolved_config, run_record, sweep_group
 
 log = logging.getLogger("fod_lightning")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 TEST_CKPTS = ("last", "best")
 # The frozen backbone stays in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
