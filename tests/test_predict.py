@@ -13,7 +13,7 @@ import torch
 from lightning import Callback, Trainer
 
 import fod_lightning
-from fod_lightning.errors import ConfigError
+from fod_lightning.errors import ConfigError, FODUserError
 from fod_lightning.lit_module import FODLitModule
 from fod_lightning.run import run
 
@@ -81,7 +81,8 @@ def test_val_f1_thresholds_need_a_validation_split_that_is_not_the_test_split(ma
 
 def test_a_checkpoint_of_another_category_is_refused_unless_allowed(fitted, make_config):
     _, results, ckpt = fitted
-    with pytest.raises(ConfigError, match=r"fitted on category brick, not grass: set data.category .* allow_mismatch"):
+    # data.category=all: brick is scored, grass and gravel are refused (and recorded as failed)
+    with pytest.raises(FODUserError, match=r"fitted on category brick, not grass: set data.category .* allow_mismatch"):
         run(make_config("data.category=all", "train=false", f"ckpt_path={ckpt}"))
     with pytest.raises(ConfigError, match="fitted on image size 32, not 64"):
         run(make_config("data.category=brick", "train=false", f"ckpt_path={ckpt}", "data.image_size=64"))

@@ -161,6 +161,17 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     # Set-up
     MAKE_RUN: Run(instead="python -m fod_lightning.run", why="the Makefile's run recipe (checked), with debug=fast"),
     "make test": Skip("what CI runs: this file is part of it"),
+    "python3 -m venv .venv": Skip("set-up without make (what make install does)"),
+    ". .venv/bin/activate": Skip("set-up without make"),
+    "pip install torch==2.14.1 torchvision==0.29.1": Skip("set-up without make: the Makefile's TORCH_PAIR"),
+    "pip install -e .[dev]": Skip("= make install"),
+    "eval $(fod-run -sc install=bash)": Skip("shell set-up (Hydra's completion script, for the console script)"),
+    "pip install torch==2.11.0 torchvision==0.26.0 --index-url https://download.pytorch.org/whl/cu130": Skip(
+        "GPU wheels"
+    ),
+    "fod-run trainer=gpu data=mvtec data.root=/data/mvtec_anomaly_detection data.category=bottle": ComposeOnly(
+        "no GPU here"
+    ),
     # Benchmarks
     MVTEC_BOTTLE: Run(),
     "python -m fod_lightning.run data=btad data.root=/data/BTech_Dataset_transformed data.category=all": Run(),
