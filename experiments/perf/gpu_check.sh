@@ -8,14 +8,14 @@ set -uo pipefail
 OUT=${OUT:-/tmp/fod_gpu_out}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 WANDB_MODE=offline FOD_ROOT=/tmp/fod
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 WANDB_MODE=offline FOD_ROOT=/tmp/fod XDG_CACHE_HOME=/tmp/fod/cache
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', lightning.__version__, 'timm', timm.__version__)"
   date -u; } | tee "$OUT/gpu.txt"
 echo "== fused correlation on the GPU, eager and compiled, against the float64 formulas"
 timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_correlation.py -k gpu 2>&1 | tail -2 | tee "$OUT/tests.txt"
 echo "== benchmark"
-timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/data/fod_textures \
+timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/cache/fod_lightning/data/fod_textures \
   --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \
   --profile "$OUT/profile_gpu.txt" --out "$OUT/bench_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/bench_gpu.txt"
 echo "== embedded benchmark, 256 px, 4 epochs, batch 1, on the GPU: fp32 and bf16-mixed"
