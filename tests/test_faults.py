@@ -25,6 +25,7 @@ def cli(*args, cwd: Path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
+@pytest.mark.slow  # three CLI runs, about 2.5 minutes
 def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_path):
     base = [*TINY_TEXTURES, *TINY, "data.category=brick", "trainer.max_epochs=3", f"paths.data_dir={tmp_path}/data"]
     full = cli(*base, f"hydra.run.dir={tmp_path}/full", cwd=tmp_path)
@@ -111,6 +112,7 @@ def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow  # four runs, about a minute
 def test_the_same_seed_reproduces_a_run_and_another_seed_does_not(make_config, tmp_path):
     first = run(make_config("data.category=brick"))["categories"]["brick"]
     again = run(make_config("data.category=brick"))["categories"]["brick"]
