@@ -104,3 +104,25 @@ def test_no_unreachable_notice_when_offline_was_asked_for(monkeypatch, capsys):
     monkeypatch.delenv("WANDB_MODE")
     assert wandb_logger(mode="auto", project="p")._wandb_init["mode"] == "offline"  # the fallback says so
     assert "W&B server unreachable: logging offline" in capsys.readouterr().out
+
+
+def test_without_wandb_installed_logging_to_wandb_stops_with_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    from fod_lightning.errors import ConfigError
+    from fod_lightning.summarize import main as summarize
+    from fod_lightning.utils.wandb_mode import wandb_logger
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"needs the wandb package: pip install 'fod_lightning\[wandb\]'"):
+        wandb_logger(mode="offline", save_dir=str(tmp_path))
+    from fod_lightning.results import build_results, write_results
+
+    run = {"status": "done", "seed": 1, "overrides": [], "swept": {}}
+    write_results(
+        build_results("bench", "lite0", "paper", "last", {"a": {"image_auroc": 0.9}}, run), tmp_path / "results.json"
+    )
+    capsys.readouterr()
+    assert summarize([str(tmp_path), "--wandb"]) == 2
+    assert "error: logging to W&B needs the wandb package" in capsys.readouterr().err

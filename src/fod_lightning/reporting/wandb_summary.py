@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fod_lightning.reporting.tables import Stat
 from fod_lightning.results import METRICS
-from fod_lightning.utils.wandb_mode import resolve_mode, staging_inside
+from fod_lightning.utils.wandb_mode import require_wandb, resolve_mode, staging_inside
 
 
 def summary_run_id(folder: Path) -> str:
@@ -33,6 +33,7 @@ def wandb_settings(summary, project: str | None, entity: str | None, group: str 
 
 def log_summary_run(summary, project: str | None = None, entity: str | None = None, group: str | None = None) -> Path:
     """Write the summary run of ``summary`` (a :class:`fod_lightning.reporting.Summary`); returns its folder."""
+    require_wandb()
     import wandb
 
     where = wandb_settings(summary, project, entity, group)

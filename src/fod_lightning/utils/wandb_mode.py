@@ -1,5 +1,6 @@
 """W&B logger that falls back to offline mode when no server can be reached, and keeps a run's files together."""
 
+import importlib.util
 import os
 import socket
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
+from fod_lightning.errors import ConfigError
 from fod_lightning.run_info import job_info
 
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
@@ -46,11 +48,18 @@ def wandb_logger(mode: str = "auto", tags: list[str] | None = None, swept_tags: 
         swept_tags: add a ``key=value`` tag for each parameter the job's sweep varies.
         Other arguments: :class:`lightning.pytorch.loggers.WandbLogger` (and ``wandb.init``).
     """
+    require_wandb()
     tags = [str(t) for t in tags or []]
     if swept_tags:
         tags += [f"{key}={value}" for key, value in job_info().swept.items()]
     tags = list(dict.fromkeys(t[:MAX_TAG_LENGTH] for t in tags))
     return WandbLogger(mode=resolve_mode(mode), tags=tags, **kwargs)
+
+
+def require_wandb() -> None:
+    """W&B is an optional extra: without it, one line saying how to get it."""
+    if importlib.util.find_spec("wandb") is None:
+        raise ConfigError("logging to W&B needs the wandb package: pip install 'fod_lightning[wandb]' (or logger=csv)")
 
 
 # W&B's own folders outside a run's folder, by default in the user's home: its service's logs and the artifact
