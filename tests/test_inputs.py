@@ -350,6 +350,9 @@ def test_run_completes_on_a_category_without_anomalous_test_images(make_config, 
     good = saved["categories"]["only good"]
     assert good["num_images"] == 2 and good["epochs"] == 1
     for metric in ("image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro"):
-        assert math.isnan(good[metric]), metric
+        assert good[metric] is None and math.isnan(results["categories"]["only good"][metric]), metric  # JSON null
         assert 0.0 <= saved["categories"]["bottle"][metric] <= 1.0
+        assert saved["mean"][metric] == saved["categories"]["bottle"][metric]  # the mean covers bottle only
+    assert "none of the 2 scored images" in good["not_available"]["image_auroc"]
+    assert saved["mean"]["covers"]["image_auroc"] == 1 and saved["mean"]["num_categories"] == 2
     assert results["categories"]["bottle"]["num_images"] == 4

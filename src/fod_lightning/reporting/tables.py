@@ -37,7 +37,9 @@ def setting_table(rows: list[Row], reading: str) -> dict[str, dict[str, Stat]]:
     values = {(r.category, r.seed): getattr(r, reading) for r in rows}
     table = {}
     for category in categories:
-        per_metric = {m: [v[m] for (c, _), v in values.items() if c == category and m in v] for m in METRICS}
+        # null in results.json: not available (e.g. AUROC without anomalous test images)
+        per_metric = {m: [v[m] for (c, _), v in values.items() if c == category and v.get(m) is not None]
+                      for m in METRICS}  # fmt: skip
         table[category] = {m: stat(vs) for m, vs in per_metric.items() if vs and not any(map(math.isnan, vs))}
     metrics = [m for m in METRICS if categories and all(m in table[c] for c in categories)]
     balanced = all((c, s) in values for c in categories for s in seeds)
@@ -74,7 +76,7 @@ def defect_tables(jobs: list[Job]) -> dict[str, dict[tuple[str, str], dict[str, 
             for defect, numbers in (result.get("defects") or {}).items():
                 cell = values.setdefault(key, {}).setdefault((category, defect), {})
                 for m in ("num_images", *DEFECT_METRICS):
-                    if m in numbers and not math.isnan(numbers[m]):
+                    if numbers.get(m) is not None and not math.isnan(numbers[m]):
                         cell.setdefault(m, []).append(numbers[m])
     return {key: {where: {m: stat(v) for m, v in cell.items()} for where, cell in per.items()}
             for key, per in values.items()}  # fmt: skip
