@@ -48,6 +48,12 @@ def fitted_model_info(checkpoint: dict, path: str | Path) -> dict:
     return {"net": net, **{k: meta.get(k) for k in ("contract", "fitted_on", "thresholds")}}
 
 
+def loaded_model_info(model) -> dict:
+    """:func:`fitted_model_info` of a model already loaded (an ``FODLitModule``), for :func:`check_fits`."""
+    return {"net": model.net.config, "contract": model.contract, "fitted_on": model.fitted_on,
+            "thresholds": model.thresholds}  # fmt: skip
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
     """The fitted :class:`~fod_lightning.lit_module.FODLitModule` of a checkpoint, in eval mode: its net,
     data contract (``.contract``), what it was fitted on (``.fitted_on``) and thresholds (``.thresholds``).

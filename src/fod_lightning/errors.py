@@ -1,5 +1,7 @@
 """User-facing errors: bad input or configuration. The run entry prints them as one line."""
 
+import sys
+
 
 class FODUserError(Exception):
     """Something the user must fix; the message names the file or config key and the fix."""
@@ -18,6 +20,16 @@ def one_line(err: BaseException) -> str:
     # A re-raised worker error ends with "package.module.ErrorName: message".
     prefix = f"{type(err).__module__}.{type(err).__name__}: "
     return last.removeprefix(prefix).removeprefix(f"{type(err).__name__}: ") if len(lines) > 1 else last
+
+
+def print_user_error(err: BaseException) -> "FODUserError":
+    """An entry point's ending: a user error is printed as one line ``error: ...`` on stderr and returned (the
+    caller exits); anything else is re-raised with its traceback."""
+    cause = user_error(err)
+    if cause is None:
+        raise err
+    print(f"error: {one_line(cause)}", file=sys.stderr)
+    return cause
 
 
 def user_error(err: BaseException) -> FODUserError | None:

@@ -29,7 +29,7 @@ from torch import nn
 import fod_lightning
 from fod_lightning.checkpoint import load
 from fod_lightning.config_dir import CONFIG_DIR
-from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
+from fod_lightning.errors import ConfigError, FODUserError, print_user_error
 
 if TYPE_CHECKING:  # the model (timm, Lightning) is imported when a checkpoint is loaded: errors come fast
     from fod_lightning.models.fod import FOD
@@ -193,10 +193,7 @@ def main(cfg: DictConfig) -> None:
     try:
         document = export(cfg)
     except Exception as err:
-        cause = user_error(err)
-        if cause is None:
-            raise
-        print(f"error: {one_line(cause)}", file=sys.stderr)
+        cause = print_user_error(err)
         sys.exit(1 if isinstance(cause, ParityError) else 2)
     errors = ", ".join(f"{k} {v:.1e}" for k, v in document["parity"]["relative_error"].items())
     print(f"exported {cfg.output} (opset {document['opset']}; parity: relative error {errors}) and "

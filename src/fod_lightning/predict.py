@@ -26,10 +26,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fod_lightning.checkpoint import check_fits, fitted_model_info, load, read_checkpoint
+from fod_lightning.checkpoint import check_fits, load, loaded_model_info
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.data.transforms import build_transform, read_image
-from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
+from fod_lightning.errors import ConfigError, FODUserError, one_line, print_user_error
 
 log = logging.getLogger("fod_lightning")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -106,10 +106,10 @@ def load_model(cfg: DictConfig):
             )
         backbone = hydra.utils.instantiate(cfg.model.net.backbone)
         return load_official(path, Path(cfg.reference_features).expanduser(), backbone, resize=cfg.resize)
-    info = fitted_model_info(read_checkpoint(path), path)
+    model = load(path)  # reads the checkpoint safely, with one-line errors
     if cfg.get("category") and not cfg.get("allow_mismatch", False):
-        check_fits(info, path, cfg.category, None, None)
-    return load(path)
+        check_fits(loaded_model_info(model), path, cfg.category, None, None)
+    return model
 
 
 def decide(value: float, threshold: float | None) -> str:
@@ -178,10 +178,7 @@ def main(cfg: DictConfig) -> None:
     try:
         summary = predict(cfg)
     except Exception as err:
-        cause = user_error(err)
-        if cause is None:
-            raise
-        print(f"error: {one_line(cause)}", file=sys.stderr)
+        print_user_error(err)
         sys.exit(2)
     print(f"scored {summary['scored']} image(s), {summary['failed']} unreadable: {summary['csv']}")
     if summary["failed"]:

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.categories import categories_of
-from fod_lightning.checkpoint import check_fits, fitted_model_info, read_checkpoint
+from fod_lightning.checkpoint import check_fits, fitted_model_info, loaded_model_info, read_checkpoint
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
@@ -114,7 +114,7 @@ def check_checkpoint(cfg: DictConfig, authors: FODLitModule | None) -> None:
     if authors is not None:
         if cfg.get("train", True):
             raise ConfigError(f"{path} is an authors' checkpoint: it can be evaluated (train=false), not resumed")
-        info = {"net": authors.net.config, "contract": authors.contract, "fitted_on": authors.fitted_on}
+        info = loaded_model_info(authors)
     else:
         checkpoint = read_checkpoint(path)
         if not checkpoint.get("fod"):
