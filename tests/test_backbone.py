@@ -5,6 +5,7 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
+from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import BackboneWeightsError, FeatureExtractor, lite0_package_file
 
 
@@ -61,6 +62,11 @@ def test_hub_failure_is_a_clear_error_not_random_weights(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline_create)
     with pytest.raises(BackboneWeightsError, match="checkpoint_path=FILE.*weights=random"):
         FeatureExtractor("resnet18", weights="hub")
+
+
+def test_an_unknown_architecture_is_a_config_error_not_timms_exception():
+    with pytest.raises(ConfigError, match=r"^model.net.backbone.name='resnet_nope' is not a timm model"):
+        FeatureExtractor("resnet_nope", weights="random")
 
 
 def test_random_weights_only_when_asked():

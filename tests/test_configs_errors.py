@@ -84,6 +84,15 @@ def test_image_sizes_that_tile(make_config):
         check_config(make_config("model.net.backbone.strides=[8,32]", "data.image_size=48"))
 
 
+def test_an_unknown_backbone_stops_with_one_line_suggesting_names(make_config):
+    with pytest.raises(ConfigError, match=r"^model.net.backbone.name='wide_resnet50' is not a timm model: did you mean "
+                                          r"wide_resnet50_2, .*timm.list_models\('\*resnet\*'\) lists the names"):  # fmt: skip
+        check_config(make_config("model.net.backbone.name=wide_resnet50"))
+    with pytest.raises(ConfigError, match=r"^model.net.backbone.name='zzqx' is not a timm model: timm.list_models"):
+        check_config(make_config("model.net.backbone.name=zzqx"))
+    check_config(make_config("model.net.backbone.name=resnet18.a1_in1k"))  # a pretrained tag is a valid name
+
+
 def test_an_accelerator_this_machine_lacks_stops_with_one_line(make_config, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu asks for 1 device\(s\) but torch finds 0 on this "

@@ -142,7 +142,8 @@ def check_backbone_node(cfg: DictConfig) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Top-level switches, the input size, the devices and the data root: checked before any model is built."""
+    """Top-level switches, the backbone name, the input size, the devices and the data root: checked before any model
+    is built."""
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:
@@ -155,7 +156,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
                           f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
     from fod_lightning.data.transforms import check_image_size
+    from fod_lightning.models.backbone import check_backbone_name
 
+    check_backbone_name(cfg.model.net.backbone.name)
     check_image_size(cfg.data.image_size, tuple(cfg.model.net.backbone.get("strides") or (8, 16)))
     check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.

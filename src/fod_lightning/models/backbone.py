@@ -1,5 +1,6 @@
 """Frozen timm feature extractor returning the stride-8 and stride-16 stages."""
 
+import difflib
 from pathlib import Path
 
 import timm
@@ -14,6 +15,18 @@ WEIGHT_SOURCES = ("hub", LITE0_PACKAGE, "random")
 
 class BackboneWeightsError(FODUserError, RuntimeError):
     """Pretrained backbone weights could not be had."""
+
+
+def check_backbone_name(name: str) -> None:
+    """``name`` must be a timm architecture (a pretrained tag such as ``resnet50.a1_in1k`` is allowed)."""
+    if isinstance(name, str) and timm.is_model(name):
+        return
+    close = difflib.get_close_matches(str(name), timm.list_models(), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"model.net.backbone.name={name!r} is not a timm model: {hint}"
+        "timm.list_models('*resnet*') lists the names (FOD needs one with stride-8 and stride-16 stages)"
+    )
 
 
 def lite0_package_file() -> Path:
@@ -96,6 +109,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         if weights not in WEIGHT_SOURCES:
             raise ConfigError(f"model.net.backbone.weights={weights!r} is unknown; use one of {WEIGHT_SOURCES}")
+        check_backbone_name(name)
         self.name = name
         self.strides = tuple(int(s) for s in strides)
         probe = timm.create_model(name, features_only=True, pretrained=False)
