@@ -112,11 +112,34 @@ def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):
     assert path.read_bytes() == before
 
 
+@pytest.fixture
+def restores_determinism(monkeypatch):
+    """trainer.deterministic=true switches torch's deterministic algorithms on for the process (and sets
+    CUBLAS_WORKSPACE_CONFIG): the tests after this one run as before."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.slow  # four runs, about a minute
-def test_the_same_seed_reproduces_a_run_and_another_seed_does_not(make_config, tmp_path):
+def test_the_same_seed_reproduces_a_run_and_another_seed_does_not(make_config, tmp_path, restores_determinism):
     first = run(make_config("data.category=brick"))["categories"]["brick"]
     again = run(make_config("data.category=brick"))["categories"]["brick"]
     other = run(make_config("data.category=brick", "seed=1"))["categories"]["brick"]
     strict = run(make_config("data.category=brick", "trainer.deterministic=true"))["categories"]["brick"]
     assert all(first[m] == again[m] == strict[m] for m in METRICS)
     assert any(first[m] != other[m] for m in METRICS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_deterministic_training_on_a_gpu_reproduces_itself(make_config, restores_determinism, compiled):
+    """trainer=gpu with trainer.deterministic=true: every kernel on the path (cuBLAS, the fused correlation,
+    eager or compiled with Triton, scoring, metrics) has a deterministic implementation, and two runs agree."""
+    net = ["model.net.d_models=[256,512]", "model.net.depth=3", "model.net.n_heads=8"]  # the default widths
+    overrides = ["data.category=brick", "trainer=gpu", "trainer.deterministic=true", "trainer.max_epochs=2",
+                 "data.crop_size=128", "data.image_size=128", f"model.net.compile_correlation={str(compiled).lower()}", *net]
+    first, again = (run(make_config(*overrides))["categories"]["brick"] for _ in range(2))
+    assert torch.are_deterministic_algorithms_enabled()
+    assert all(first[m] == again[m] for m in METRICS), (first, again)
+

@@ -2,7 +2,7 @@
 # Every GPU measurement of experiments/perf in one call, on a machine with Python 3.12, torch and lightning
 # but without Hydra/OmegaConf/albumentations/Lite0 weights (they travel as wheels in .whl/, made here by
 # ../shared/tools/gpu-wheels .whl). From the repository root:  OUT=/some/dir bash experiments/perf/gpu_check.sh
-# Writes under $OUT: gpu.txt (machine), tests.txt, bench_gpu.{txt,json}, profile_gpu.txt, run_<precision>.txt and
+# Writes under $OUT: gpu.txt (machine), tests.txt, determinism.txt, bench_gpu.{txt,json}, profile_gpu.txt, run_<precision>.txt and
 # results_<precision>.json (the embedded benchmark, 4 epochs, batch 1, on the GPU in fp32 and bf16-mixed).
 set -uo pipefail
 OUT=${OUT:-/tmp/fod_gpu_out}
@@ -14,6 +14,8 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 WANDB_MODE=offline FOD_R
   date -u; } | tee "$OUT/gpu.txt"
 echo "== fused correlation on the GPU, eager and compiled, against the float64 formulas"
 timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_correlation.py -k gpu 2>&1 | tail -2 | tee "$OUT/tests.txt"
+echo "== trainer=gpu trainer.deterministic=true: two runs agree (eager and compiled correlation kernels)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_faults.py -k gpu 2>&1 | tail -2 | tee "$OUT/determinism.txt"
 echo "== benchmark"
 timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/cache/fod_lightning/data/fod_textures \
   --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \
