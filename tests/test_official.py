@@ -119,7 +119,8 @@ def test_reference_pickle_of_other_contents_is_refused(content, message, tmp_pat
     path.write_bytes(pickle.dumps(content))
     with pytest.raises(CheckpointError, match=message):
         read_reference_pickle(path)
-    with pytest.raises(CheckpointError, match="do not exist"):
+    with pytest.raises(CheckpointError, match=r"missing.pkl do not exist: give the authors' <class>.pkl as "
+                                              r"reference_features=FILE \(without it, <class>.pkl beside"):  # fmt: skip
         read_reference_pickle(tmp_path / "missing.pkl")
 
 

@@ -168,7 +168,7 @@ def test_an_authors_checkpoint_evaluates_and_predicts_as_the_model_it_came_from(
     with pytest.raises(ConfigError, match="fitted on category brick, not grass"):
         run(make_config("data.category=grass", "train=false", f"ckpt_path={pth}"))
     image = next(iter(sorted((tmp_path / "data").rglob("test/*/*.png"))))
-    args = [f"input={image}", f"reference_features={authors / 'brick.pkl'}", "model/net/backbone=tf_efficientnet_lite0"]
+    args = [f"input={image}", "model/net/backbone=tf_efficientnet_lite0"]  # brick.pkl beside the .pth, as run reads it
     ours = predict_cli(f"ckpt_path={ckpt}", f"input={image}", f"output_dir={tmp_path / 'ours'}", cwd=tmp_path)
     theirs = predict_cli(f"ckpt_path={pth}", *args, f"output_dir={tmp_path / 'theirs'}", cwd=tmp_path)
     assert ours.returncode == 0 and theirs.returncode == 0, theirs.stderr

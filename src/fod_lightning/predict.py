@@ -95,17 +95,14 @@ def collate(items: list[dict]) -> list[dict]:
 
 def load_model(cfg: DictConfig):
     """The fitted module of ``ckpt_path``: a fod_lightning checkpoint, or an authors' checkpoint with
-    ``reference_features`` and the backbone given as ``model/net/backbone``."""
+    ``reference_features`` (default: ``<class>.pkl`` beside it, as ``run``) and the backbone given as
+    ``model/net/backbone``."""
     from fod_lightning.official import is_official_checkpoint, load_official
 
     path = Path(cfg.ckpt_path).expanduser()
     if path.is_file() and is_official_checkpoint(path):
-        if not cfg.get("reference_features"):
-            raise ConfigError(
-                f"{path} is an authors' checkpoint: give its reference features, reference_features=<class>.pkl"
-            )
         backbone = hydra.utils.instantiate(cfg.model.net.backbone)
-        return load_official(path, Path(cfg.reference_features).expanduser(), backbone, resize=cfg.resize)
+        return load_official(path, cfg.get("reference_features"), backbone, resize=cfg.resize)
     model = load(path)  # reads the checkpoint safely, with one-line errors
     if cfg.get("category") and not cfg.get("allow_mismatch", False):
         check_fits(loaded_model_info(model), path, cfg.category, None, None)
