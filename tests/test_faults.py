@@ -137,9 +137,9 @@ def test_deterministic_training_on_a_gpu_reproduces_itself(make_config, restores
     """trainer=gpu with trainer.deterministic=true: every kernel on the path (cuBLAS, the fused correlation,
     eager or compiled with Triton, scoring, metrics) has a deterministic implementation, and two runs agree."""
     net = ["model.net.d_models=[256,512]", "model.net.depth=3", "model.net.n_heads=8"]  # the default widths
-    overrides = ["data.category=brick", "trainer=gpu", "trainer.deterministic=true", "trainer.max_epochs=2",
-                 "data.crop_size=128", "data.image_size=128", f"model.net.compile_correlation={str(compiled).lower()}", *net]
+    data = ["data.category=brick", "data.crop_size=128", "data.image_size=128"]
+    trainer = ["trainer=gpu", "trainer.deterministic=true", "trainer.max_epochs=2"]
+    overrides = [*data, *trainer, *net, f"model.net.compile_correlation={str(compiled).lower()}"]
     first, again = (run(make_config(*overrides))["categories"]["brick"] for _ in range(2))
     assert torch.are_deterministic_algorithms_enabled()
     assert all(first[m] == again[m] for m in METRICS), (first, again)
-

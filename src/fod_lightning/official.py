@@ -76,8 +76,10 @@ def read_reference_pickle(path: str | Path) -> dict[str, np.ndarray]:
     unpickled with an allow-list (numpy arrays, dicts, lists, numbers, strings)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"reference features {path} do not exist: give the authors' <class>.pkl as "
-                              "reference_features=FILE (without it, <class>.pkl beside the checkpoint is read)")
+        raise CheckpointError(
+            f"reference features {path} do not exist: give the authors' <class>.pkl as "
+            "reference_features=FILE (without it, <class>.pkl beside the checkpoint is read)"
+        )
     try:
         with path.open("rb") as file:
             obj = _ArrayUnpickler(file, path).load()
