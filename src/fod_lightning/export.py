@@ -148,6 +148,8 @@ def export(cfg: DictConfig) -> dict:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format} is not supported: use one of {', '.join(FORMATS)}")
     output = Path(cfg.output).expanduser()
+    if output.is_dir():
+        raise ConfigError(f"output={cfg.output} is a folder: name the model file, e.g. output={output / 'model.onnx'}")
     if output.suffix == ".json":
         raise ConfigError(f"output={cfg.output} would be overwritten by the contract: name the model file *.onnx")
     if int(cfg.parity_images) < 1:

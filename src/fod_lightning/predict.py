@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -115,6 +115,13 @@ def decide(value: float, threshold: float | None) -> str:
 
 def predict(cfg: DictConfig) -> dict:
     """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} must be given: python -m fod_lightning.predict ckpt_path=CKPT "
+                          "input=IMAGES output_dir=DIR")  # fmt: skip
+    for key, low in (("batch_size", 1), ("num_workers", 0)):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < low:
+            raise ConfigError(f"{key}={cfg[key]} must be an integer >= {low}")
     files, root = find_images(str(cfg.input))
     model = load_model(cfg)
     device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
