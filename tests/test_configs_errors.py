@@ -1,9 +1,11 @@
 """Configuration mistakes stop before any model is built, with a short message and a non-zero exit code.
 
 Unknown group options and keys are Hydra's to report (exit code 1, a few lines, no traceback unless
-HYDRA_FULL_ERROR=1); what Hydra cannot know is checked by ``run.check_config`` (exit code 2, one ``error:`` line).
+HYDRA_FULL_ERROR=1); what Hydra cannot know is checked by ``config_checks.check_config`` (exit code 2, one
+``error:`` line).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +13,11 @@ import sys
 import pytest
 import torch
 
+from fod_lightning.config_checks import check_config
 from fod_lightning.data.samples import DatasetLayoutError
 from fod_lightning.data.transforms import check_image_size
 from fod_lightning.errors import ConfigError
-from fod_lightning.run import check_config, run
+from fod_lightning.run import run
 
 
 def cli(*args, cwd):
@@ -106,3 +109,84 @@ def test_an_accelerator_this_machine_lacks_stops_with_one_line(make_config, monk
     with pytest.raises(ConfigError, match=r"asks for 2 device\(s\)"):
         check_config(make_config("trainer=gpu", "trainer.devices=[0,1]", tiny=False))
     check_config(make_config("trainer=ddp", tiny=False))  # accelerator auto: Lightning picks what there is
+
+
+BAD_VALUES = {  # override: the start of its one line (each one names the key, the value and the fix)
+    "data.batch_size=0": r"data.batch_size=0 must be a positive integer \(images per training batch\): e.g. "
+    r"data.batch_size=1$",
+    "data.batch_size=2.5": r"data.batch_size=2.5 must be a positive integer",
+    "data.eval_batch_size=-4": r"data.eval_batch_size=-4 must be a positive integer \(images per evaluation batch\)",
+    "data.eval_batch_size=null": r"data.eval_batch_size=None must be a positive integer",
+    "data.num_workers=-1": r"data.num_workers=-1 must be a non-negative integer .*: e.g. data.num_workers=2$",
+    "seed=abc": r"seed='abc' must be an integer from 0 to 4294967295: e.g. seed=3407",
+    "seed=1.5": r"seed=1.5 must be an integer",
+    "seed=-1": r"seed=-1 must be an integer from 0 to 4294967295",
+    "seed=true": r"seed=True must be an integer",
+    "seed=null": r"seed=None must be an integer",
+    "model.optimizer.lr=-1": r"model.optimizer.lr=-1 must be a positive number: e.g. model.optimizer.lr=1e-4",
+    "model.optimizer.lr=0": r"model.optimizer.lr=0 must be a positive number",
+    "model.optimizer.lr=abc": r"model.optimizer.lr='abc' must be a positive number",
+    "model.optimizer.lr=nan": r"model.optimizer.lr=nan must be a positive number",
+    "+model.optimizer.betas=[1.5,0.9]": r"model.optimizer \(torch.optim.Adam\) refuses its settings: Invalid beta "
+    r"parameter at index 0: 1.5; fix that key under model.optimizer$",
+    "+model.optimizer.weight_decay=-1": r"model.optimizer \(torch.optim.Adam\) refuses .*Invalid weight_decay value",
+    "+model.optimizer.nope=1": r"model.optimizer \(torch.optim.Adam\) refuses .*unexpected keyword argument 'nope'",
+    "model.optimizer._target_=torch.optim.Nope": r"model.optimizer \(torch.optim.Nope\) refuses its settings: Error "
+    r"locating target 'torch.optim.Nope'; fix that key under model.optimizer$",
+    "trainer.max_epochs=0": r"trainer.max_epochs=0 trains nothing, so the test would score an untrained model: set "
+    r"trainer.max_epochs >= 1, or score a fitted model with train=false ckpt_path=FILE$",
+    "trainer.max_epochs=-5": r"trainer.max_epochs=-5 must be a positive integer \(or -1, no epoch limit, with "
+    r"trainer.max_steps or trainer.max_time bounding the run\): e.g. trainer.max_epochs=100$",
+    "trainer.max_epochs=2.5": r"trainer.max_epochs=2.5 must be a positive integer",
+    "trainer.max_epochs=-1": r"trainer.max_epochs=-1 \(no epoch limit\) would train without end: bound the run with "
+    r"trainer.max_steps or trainer.max_time, or set trainer.max_epochs >= 1$",
+    "+trainer.max_steps=0": r"trainer.max_steps=0 must be a positive integer, or -1 \(no step limit\); .*train=false",
+}
+
+
+@pytest.mark.parametrize("override", BAD_VALUES)
+def test_a_bad_loader_seed_optimizer_or_epoch_setting_stops_with_one_line(make_config, override):
+    with pytest.raises(ConfigError, match="^" + BAD_VALUES[override]) as caught:
+        check_config(make_config(override))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.num_workers=0", "data.batch_size=8", "seed=0", "model.optimizer.lr=1"],
+        ["seed=4294967295", "model.optimizer.lr=3e-4", "+model.optimizer.weight_decay=0.01"],
+        ["model.optimizer._target_=torch.optim.SGD", "+model.optimizer.momentum=0.9"],
+        ["trainer.max_epochs=null"],  # Lightning's default budget
+        ["trainer.max_epochs=-1", "+trainer.max_steps=10"],  # bounded by steps
+        ["trainer.max_epochs=-1", "+trainer.max_time=00:00:10:00"],  # bounded by time
+        ["train=false", "trainer.max_epochs=0"],  # nothing is trained: the epoch budget does not matter
+    ],
+)
+def test_good_loader_seed_optimizer_and_epoch_settings_pass(make_config, overrides):
+    check_config(make_config(*overrides))
+
+
+def test_test_ckpt_best_without_a_validation_epoch_is_refused_before_fitting(make_config):
+    says = r"^test_ckpt=best needs a validation epoch measuring test_ckpt_metric=val/image_auroc, but "
+    never = ["test_ckpt=best", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=4"]
+    late = r"trainer.check_val_every_n_epoch=4 > trainer.max_epochs=3 runs none: "
+    fix = r"set trainer.check_val_every_n_epoch <= trainer.max_epochs, or test_ckpt=last$"
+    with pytest.raises(ConfigError, match=says + late + fix):
+        check_config(make_config(*never))
+    with pytest.raises(ConfigError, match=says + r"trainer.limit_val_batches=0 runs none: raise it, or test_ckpt=last"):
+        check_config(make_config("test_ckpt=best", "+trainer.limit_val_batches=0"))
+    check_config(make_config("test_ckpt=best", "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=4"))
+    check_config(make_config(*never[1:]))  # test_ckpt=last scores the final model: validation is not needed
+
+
+def test_a_bad_batch_size_on_the_command_line_ends_in_one_error_line(tmp_path):
+    proc = cli("data.batch_size=0", "data.category=brick", f"paths.data_dir={tmp_path}/data", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: data.batch_size=0 must be a positive integer (images per training batch): e.g. "
+                      "data.batch_size=1"], proc.stderr[-2000:]  # fmt: skip
+    results = json.loads((tmp_path / "o" / "results.json").read_text())  # the job is recorded as failed
+    assert results["run"]["status"] == "failed" and results["run"]["error"] == errors[0].removeprefix("error: ")
+    assert not (tmp_path / "o" / "brick").exists()  # stopped before anything was built

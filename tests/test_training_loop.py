@@ -2,6 +2,8 @@
 
 import csv
 
+import torch
+
 from fod_lightning.run import run
 
 
@@ -13,6 +15,19 @@ def test_check_val_every_n_epoch_is_honoured(make_config, tmp_path):
     validated = {row["epoch"] for row in rows if row.get("val/image_auroc")}
     trained = {row["epoch"] for row in rows if row.get("train/loss")}
     assert trained == {"0", "1"} and validated == {"1"}
+
+
+def test_last_ckpt_holds_the_final_epoch_when_the_last_epoch_is_not_validated(make_config, tmp_path):
+    """Lightning's ModelCheckpoint saves only after validations when check_val_every_n_epoch != 1: without
+    save_on_train_epoch_end, last.ckpt would hold epoch 1 of 3 (none at all with max_epochs=1)."""
+    results = run(make_config("data.category=brick", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2",
+                              "~callbacks.test_pictures"))  # fmt: skip
+    brick = results["categories"]["brick"]
+    last = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 == brick["test_ckpt"]["epoch"] and brick["epochs"] == 3  # the tested, final model
+    best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in last["fod_best"].items()}
+    assert {k: best[k] for k in brick["best"]} == brick["best"]  # its best-so-far records: epoch 1's validation
+    assert {v["epoch"] for v in brick["best"].values()} == {1}
 
 
 def test_gpu_preset_brings_batch_sizes_that_the_command_line_and_presets_override(make_config):

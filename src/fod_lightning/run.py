@@ -23,17 +23,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.categories import categories_of
 from fod_lightning.checkpoint import check_fits, fitted_model_info, loaded_model_info, read_checkpoint
+from fod_lightning.config_checks import check_backbone_node, check_config
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.ddp_jobs import ddp_job_scope
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
 from fod_lightning.lit_module import FODLitModule
-from fod_lightning.objective import check_objective, objective_value
+from fod_lightning.objective import objective_value
 from fod_lightning.official import is_official_checkpoint, load_official
 from fod_lightning.results import METRICS, VALIDATION_SPLITS, build_results, format_table, write_results
 from fod_lightning.run_info import resolved_config, run_record, sweep_group
 
 log = logging.getLogger("fod_lightning")
-TEST_CKPTS = ("last", "best")
 # The frozen backbone stays in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -129,56 +129,6 @@ def authors_model(cfg: DictConfig, resize: str) -> FODLitModule:
     ``model/net/backbone`` (widths and heads read from the tensors, the image size from the reference)."""
     backbone = hydra.utils.instantiate(cfg.model.net.backbone)
     return load_official(cfg.ckpt_path, cfg.get("reference_features"), backbone, resize=resize)
-
-
-def check_backbone_node(cfg: DictConfig) -> None:
-    """``model.net.backbone`` must be a config (the data contract interpolates its mean and std)."""
-    backbone = OmegaConf.select(cfg, "model.net.backbone")
-    if not OmegaConf.is_dict(backbone):
-        raise ConfigError(
-            f"model.net.backbone={backbone!r} is not a backbone config: choose one with "
-            "model/net/backbone=NAME (a slash, e.g. model/net/backbone=wide_resnet50_2) or set model.net.backbone.name"
-        )
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Top-level switches, the backbone name, the input size, the devices and the data root: checked before any model
-    is built."""
-    check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
-    test_ckpt = cfg.get("test_ckpt", "last")
-    if test_ckpt not in TEST_CKPTS:
-        raise ConfigError(f"test_ckpt={test_ckpt} is unknown: use last or best")
-    if test_ckpt == "best" and not cfg.get("train", True):
-        raise ConfigError("test_ckpt=best selects among the checkpoints of a training: with train=false the test "
-                          "uses ckpt_path; set test_ckpt=last")  # fmt: skip
-    monitored = [c.get("monitor") for c in (cfg.get("callbacks") or {}).values()]
-    if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
-        raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
-                          f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
-    from fod_lightning.data.transforms import check_image_size
-    from fod_lightning.models.backbone import check_backbone_name
-
-    check_backbone_name(cfg.model.net.backbone.name)
-    check_image_size(cfg.data.image_size, tuple(cfg.model.net.backbone.get("strides") or (8, 16)))
-    check_devices(cfg.trainer)
-    # Before the model is built (its backbone weights may be downloaded): the data must be there.
-    hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)
-
-
-def check_devices(trainer: DictConfig) -> None:
-    """An accelerator asked for must exist, as many devices as asked (one line, not Lightning's exception)."""
-    accelerator, devices = str(trainer.get("accelerator", "auto")).lower(), trainer.get("devices", 1)
-    if accelerator in ("gpu", "cuda"):
-        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    elif accelerator == "mps":
-        found = int(torch.backends.mps.is_available())
-    else:
-        return
-    wanted = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) and devices > 0 else 1
-    if found < wanted:
-        fix = "use trainer=cpu or trainer.accelerator=auto" + (f", or trainer.devices={found}" if found else "")
-        raise ConfigError(f"trainer.accelerator={accelerator} asks for {wanted} device(s) but torch finds {found} "
-                          f"on this machine: {fix}")  # fmt: skip
 
 
 def finish_loggers(loggers: list) -> None:
