@@ -365,3 +365,139 @@ def test_folder_missing_normal_dir(tmp_path: Path) -> None:
     write_folder(tmp_path)
     with pytest.raises(DatasetLayoutError, match=r"normal_dir .*nothere does not exist: check data.normal_dir"):
         FolderDataModule(tmp_path, "nothere", "defects/scratch").setup()
+
+
+# A mask of no image: usually a test image went missing. Paths relative to the root written by WRITERS.
+UNMATCHED_MASKS = {
+    "mvtec: mask without its image": (
+        "mvtec",
+        "bottle/ground_truth/crack/099_mask.png",
+        r"mask \S+bottle/ground_truth/crack/099_mask.png belongs to no image in "
+        r"\S+bottle/test/crack: restore the image it marks .*, or remove the mask$",
+    ),
+    "mvtec: mask folder without test folder": (
+        "mvtec",
+        "bottle/ground_truth/scratch/000_mask.png",
+        r"mask folder \S+bottle/ground_truth/scratch belongs to no test images "
+        r"\(\S+bottle/test/scratch does not exist\): restore the test images or "
+        r"remove the mask folder$",
+    ),
+    "mvtec: mask of a normal image": (
+        "mvtec",
+        "bottle/ground_truth/good/000_mask.png",
+        r"mask \S+bottle/ground_truth/good/000_mask.png is in the mask folder of the "
+        r"normal images \(good\), which have no masks: if its image is anomalous, move "
+        r"the image to \S+bottle/test/<defect type>/ .*; else remove the mask$",
+    ),
+    "btad: mask without its image": (
+        "btad",
+        "03/ground_truth/ko/0099.bmp",
+        r"mask \S+03/ground_truth/ko/0099.bmp belongs to no image in \S+03/test/ko: ",
+    ),
+    "btad: two masks of one image": (
+        "btad",
+        "03/ground_truth/ko/0000.png",
+        r"mask \S+03/ground_truth/ko/0000.png is a second mask of the image whose mask "
+        r"is \S+03/ground_truth/ko/0000.bmp: remove one$",
+    ),
+    "btad: mask folder without test folder": (
+        "btad",
+        "03/ground_truth/crack/0000.bmp",
+        r"mask folder \S+03/ground_truth/crack belongs to no test images",
+    ),
+    "mvtec3d: gt without its rgb image": (
+        "mvtec3d",
+        "bagel/test/hole/gt/099.png",
+        r"mask \S+bagel/test/hole/gt/099.png belongs to no image in "
+        r"\S+bagel/test/hole/rgb: restore",
+    ),
+    "mvtec3d: gt of a missing normal image": (
+        "mvtec3d",
+        "bagel/test/good/gt/099.png",
+        r"mask \S+bagel/test/good/gt/099.png belongs to no image in "
+        r"\S+bagel/test/good/rgb: restore",
+    ),
+    "folder: mask without its image": (
+        "folder",
+        "masks/scratch/d9_mask.png",
+        r"mask \S+masks/scratch/d9_mask.png belongs to no image in \S+defects/scratch",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNMATCHED_MASKS))
+def test_a_mask_of_no_image_stops_the_set_up_naming_it(tmp_path: Path, case: str) -> None:
+    name, mask, message = UNMATCHED_MASKS[case]
+    WRITERS[name](tmp_path)
+    size = WIDE if name in ("btad", "mvtec3d") else SQUARE
+    write_mask(tmp_path / mask, size=size)
+    with pytest.raises(DatasetLayoutError, match=message):
+        DATAMODULES[name](tmp_path).setup()
+
+
+@pytest.mark.parametrize("name", ["mvtec", "btad", "mvtec3d", "folder"])
+def test_a_removed_test_image_is_found_by_its_mask(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path)
+    image = [s for s in DATAMODULES[name](tmp_path).parse("test") if s.label][-1].image_path
+    image.unlink()
+    with pytest.raises(DatasetLayoutError, match=rf"mask \S+ belongs to no image in {image.parent}: restore the image"):
+        DATAMODULES[name](tmp_path).setup()
+
+
+@pytest.mark.parametrize("name", ["mvtec", "btad", "mvtec3d", "folder"])
+def test_hidden_and_other_files_in_mask_folders_are_skipped(tmp_path: Path, name: str) -> None:
+    """As in image folders: hidden files and folders and files without an image extension are not masks; a mask
+    folder of an abnormal folder not chosen (folder data: ``masks/dent``) is not checked."""
+    WRITERS[name](tmp_path)
+    masks = (tmp_path / FIRST_MASK[name]).parent
+    junk = [".DS_Store", "._000_mask.png", "Thumbs.db", "notes.txt", ".ipynb_checkpoints/099_mask.png"]
+    if name == "mvtec":  # hidden or empty mask folders of no test type
+        junk += ["../.hidden/000_mask.png", "../scratch/notes.txt"]
+    for rel in junk:
+        (masks / rel).parent.mkdir(parents=True, exist_ok=True)
+        (masks / rel).write_bytes(b"not a mask")
+    dm = DATAMODULES[name](tmp_path)
+    dm.setup()
+    assert {s.mask_path.name for s in dm.split("test").samples if s.label} == {
+        p.name for p in masks.iterdir() if p.is_file() and p.name[0] != "." and p.suffix in (".png", ".bmp")
+    }
+
+
+REQUIRED_FOLDER = {"mvtec": "train/good", "btad": "train/ok", "mvtec3d": "train/good/rgb"}
+
+
+@pytest.mark.parametrize("name", list(REQUIRED_FOLDER))
+def test_a_folder_without_the_required_training_folder_is_named_not_called_unknown(tmp_path: Path, name: str) -> None:
+    write_image(tmp_path / "widget" / "test" / "good" / "000.png")
+    required = REQUIRED_FOLDER[name]
+    with pytest.raises(
+        DatasetLayoutError,
+        match=rf"category folder {tmp_path / 'widget'} exists but lacks {required}, "
+        "the folder of normal training images the .* layout requires",
+    ):
+        DATAMODULES[name](tmp_path, category="widget")
+    (tmp_path / "widget" / "train").mkdir()  # a train folder, but not the normal one
+    normal = f"train/{required.split('/')[1]}"
+    with pytest.raises(
+        DatasetLayoutError,
+        match=rf"{normal} folder {tmp_path / 'widget' / normal} does not exist: it "
+        "holds the normal images",
+    ):
+        DATAMODULES[name](tmp_path, category="widget").setup()
+
+
+def test_a_visa_folder_that_is_no_object_of_the_split_file_is_named(tmp_path: Path) -> None:
+    write_image(write_visa(tmp_path) / "widget" / "Data" / "Images" / "Normal" / "0000.JPG")
+    with pytest.raises(
+        DatasetLayoutError,
+        match=rf"folder {tmp_path / 'widget'} exists but 'widget' is not an object "
+        r"of the VisA split file \S+split_csv/1cls.csv",
+    ):
+        DATAMODULES["visa"](tmp_path, category="widget")
+    (tmp_path / "split_csv" / "1cls.csv").unlink()
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"VisA's categories are the objects of its split file \S+1cls.csv, "
+        "which does not exist",
+    ):
+        DATAMODULES["visa"](tmp_path, category="widget")

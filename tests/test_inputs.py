@@ -332,6 +332,43 @@ def test_metrics_of_a_missing_class_are_not_available_with_the_reason(missing):
     assert metrics.not_available["image_auroc"] == reason
 
 
+NULL_METRICS = dict.fromkeys(("image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro"))
+SUMMARY_CASES = {  # category -> metrics as results.json holds them (null: not available)
+    "nothing": {"widget": NULL_METRICS},
+    "no normal images": {"widget": NULL_METRICS | {"pixel_auroc": 0.9, "pixel_f1_max": 0.5, "pixel_aupro": 0.8}},
+    "one of two": {"bottle": dict.fromkeys(NULL_METRICS, 0.75), "widget": NULL_METRICS},
+}
+
+
+@pytest.mark.parametrize("case", list(SUMMARY_CASES))
+def test_summary_of_metrics_that_are_not_available_draws_what_there_is(tmp_path, monkeypatch, case):
+    """Null metrics (a test split without anomalous or normal images): the summary figure is written and says what
+    is missing, as do the tables."""
+    from fod_lightning import plots
+    from fod_lightning.reporting import summarize_folder
+
+    figures, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path)))
+    categories = SUMMARY_CASES[case]
+    run_section = {"status": "done", "seed": 0, "config": {"seed": 0}, "overrides": []}
+    results = {"benchmark": "MVTec AD", "categories": categories, "run": run_section}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    summary = summarize_folder(tmp_path)
+    assert summary.figure == tmp_path / "summary.png" and summary.figure.is_file()
+    assert (tmp_path / "summary.md").is_file() and (tmp_path / "summary.csv").is_file()
+    (fig,) = figures
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
+    if case == "nothing":
+        assert any(t.startswith("no metric is available for widget:") for t in texts)
+    elif case == "no normal images":
+        assert [ax.get_ylabel() for ax in fig.axes] == ["pixel_auroc", "pixel_aupro"]
+        missing = "not available for any category: image_auroc (see not_available in results.json)"
+        assert missing in fig.axes[0].get_title()
+    else:
+        assert [ax.get_ylabel() for ax in fig.axes] == ["image_auroc", "pixel_auroc", "pixel_aupro"]
+        assert [t.get_text() for t in fig.axes[0].texts] == ["0.750", "n/a", "n/a"]  # bottle, widget, mean
+
+
 def test_run_completes_on_a_category_without_anomalous_test_images(make_config, tmp_path):
     """Also: a root with spaces and non-ASCII characters (quoted for Hydra's override grammar), and a training set
     smaller than the batch size (one short batch)."""

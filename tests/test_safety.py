@@ -7,6 +7,7 @@ Loaders tested elsewhere with planted files: run checkpoints (test_run), backbon
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -36,6 +37,46 @@ def test_fitted_model_loading_never_runs_code(tmp_path):
         torch.save(payload, tmp_path / "evil.ckpt")
         with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'evil.ckpt'} .* could run code"):
             fod_lightning.load(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+
+
+def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
+    """Only a file that torch could unpickle is refused as one that could run code; a folder, a text file or a copy
+    cut short is named for what it is. A plain legacy (pickle) checkpoint loads, without running code."""
+    from fod_lightning.checkpoint import read_checkpoint
+
+    run = tmp_path / "run"
+    (run / "brick" / "checkpoints").mkdir(parents=True)
+    for name in ("best_image_auroc.ckpt", "last.ckpt"):
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, run / "brick" / "checkpoints" / name)
+    whole = (run / "brick" / "checkpoints" / "last.ckpt").read_bytes()
+    torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    files = {"notes.txt": b"a text file\n", "empty.ckpt": b"", "cut.ckpt": whole[: len(whole) // 2],
+             "cut_legacy.ckpt": (tmp_path / "legacy.ckpt").read_bytes()[:40]}  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+        archive.writestr("a.png", b"not torch")
+    (tmp_path / "no checkpoints").mkdir()
+    expected = {
+        run: rf"checkpoint {run} is a folder, not a checkpoint file: set ckpt_path to a checkpoint file in it, e\.g\. "
+        rf"{run}/brick/checkpoints/last\.ckpt \(2 \.ckpt files there\)$",
+        tmp_path / "no checkpoints": r"is a folder, not a checkpoint file: it holds no \.ckpt file",
+        tmp_path / "notes.txt": rf"^{tmp_path}/notes.txt is not a torch checkpoint file \(it starts with b'a text file",
+        tmp_path / "empty.ckpt": r"empty.ckpt is not a torch checkpoint file \(an empty file; torch.save writes a zip",
+        tmp_path / "images.zip": r"images.zip is not a torch checkpoint file \(a zip archive without torch's data",
+        tmp_path / "cut.ckpt": r"cut.ckpt is a damaged zip archive .*: copy or write it again$",
+        tmp_path / "cut_legacy.ckpt": r"cut_legacy.ckpt could not be read \(EOFError, the file ends early.*\): copy",
+    }
+    for path, message in expected.items():
+        with pytest.raises(CheckpointError, match=message) as caught:
+            read_checkpoint(path)
+        assert "could run code" not in str(caught.value) and "\n" not in str(caught.value)
+    assert torch.equal(read_checkpoint(tmp_path / "legacy.ckpt")["state_dict"]["w"], torch.ones(2))
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": RunsCode(marker)}, tmp_path / "evil.ckpt", _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="could run code"):
+        read_checkpoint(tmp_path / "evil.ckpt")  # the legacy format too
     assert not marker.exists()
 
 

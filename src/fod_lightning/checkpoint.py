@@ -6,34 +6,101 @@ size, resize rule, mean, std; "fitted_on": benchmark, category, root; "threshold
 unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
 """
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
-from fod_lightning.errors import ConfigError
+from fod_lightning.errors import ConfigError, one_line
 
 
 class CheckpointError(ConfigError):
     """A checkpoint file is missing, not plain data, or not a fod_lightning checkpoint."""
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2: torch's legacy format
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch.load(weights_only=True) words its refusals
+CKPT_PLACES = ("*.ckpt", "checkpoints/*.ckpt", "*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")  # run, multirun
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's contents, loaded without executing code from the file."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist: fix ckpt_path")
+    zipped = check_checkpoint_file(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)  # mmap: zip format only
     except Exception as err:
-        raise CheckpointError(
-            f"checkpoint {path} is not a plain fod_lightning checkpoint ({type(err).__name__}); it was not "
-            "loaded, since that could run code from the file: use a checkpoint written by this project"
-        ) from err
+        raise load_error(path, err) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"checkpoint {path} holds no Lightning state_dict: use a checkpoint written by fod_lightning"
         )
     return checkpoint
+
+
+def load_error(path: Path, err: Exception) -> CheckpointError:
+    """What ``torch.load(weights_only=True)`` failing on a file in torch's format means: a refusal (the file holds
+    more than tensors and plain data), or a damaged file."""
+    if isinstance(err, pickle.UnpicklingError) or WEIGHTS_ONLY_REFUSAL in str(err):
+        return CheckpointError(
+            f"checkpoint {path} is not a plain fod_lightning checkpoint ({type(err).__name__}); it was not "
+            "loaded, since that could run code from the file: use a checkpoint written by this project"
+        )
+    detail = f"{type(err).__name__}: {one_line(err)[:200]}" if str(err).strip() else type(err).__name__
+    cut = ", the file ends early: a copy or download cut short?" if isinstance(err, EOFError) else ""
+    return CheckpointError(f"checkpoint {path} could not be read ({detail}{cut}): copy or write it again")
+
+
+def check_checkpoint_file(path: Path) -> bool:
+    """A file in one of torch's formats (its first bytes), before torch reads it: a folder, a text file or a
+    truncated archive is named as such, not as a checkpoint that could run code. True for the zip format."""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file: {_ckpt_in(path)}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: fix ckpt_path")
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({err.strerror}): fix its permissions") from err
+    if head.startswith(ZIP_MAGIC):
+        _check_zip(path)
+        return True
+    if not head.startswith(PICKLE_MAGIC):
+        what = "an empty file" if not head else f"it starts with {head!r}"
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint file ({what}; torch.save writes a zip archive, older torch a "
+            "pickle): fix ckpt_path, e.g. <run folder>/<category>/checkpoints/last.ckpt"
+        )
+    return False
+
+
+def _check_zip(path: Path) -> None:
+    """A zip archive torch can read: intact (a copy cut short has no central directory) and holding ``data.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is a damaged zip archive (it starts as one but cannot be opened: a copy or download "
+            "cut short?): copy or write it again"
+        ) from err
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint file (a zip archive without torch's data.pkl): fix ckpt_path"
+        )
+
+
+def _ckpt_in(folder: Path) -> str:
+    """The fix for a folder given as a checkpoint: one of its ``*.ckpt`` files (a ``last.ckpt`` nearest the top)."""
+    found = {p for pattern in CKPT_PLACES for p in folder.glob(pattern) if p.is_file()}
+    found = sorted(found, key=lambda p: (p.name != "last.ckpt", len(p.parts), str(p)))
+    if not found:
+        return "it holds no .ckpt file; set ckpt_path to a checkpoint file (a run writes <category>/checkpoints/*.ckpt)"
+    more = f" ({len(found)} .ckpt files there)" if len(found) > 1 else ""
+    return f"set ckpt_path to a checkpoint file in it, e.g. {found[0]}{more}"
 
 
 def fitted_model_info(checkpoint: dict, path: str | Path) -> dict:

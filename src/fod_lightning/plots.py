@@ -125,6 +125,9 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
                  path: Path) -> None:  # fmt: skip
     """One panel per metric: bars per category (and the mean), one bar per setting, error bars = std over seeds.
 
+    A metric no category has (null in results.json: e.g. AUROC without anomalous test images) gets no panel and
+    is named in the title; a missing bar is labelled ``n/a``; with no metric at all the figure says so.
+
     Args:
         tables: setting key -> category -> metric -> stat with ``mean`` and ``std`` (None with one seed).
         labels: setting key -> legend label.
@@ -132,19 +135,37 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
     keys = list(tables)
     categories = list(dict.fromkeys(c for t in tables.values() for c in t))
     shown = [m for m in metrics if any(m in t.get(c, {}) for t in tables.values() for c in categories)]
-    fig, axes = plt.subplots(len(shown), 1, figsize=(max(6, 0.9 * len(categories) * max(1, len(keys)) / 2 + 3),
-                                                     2.6 * len(shown)), squeeze=False)  # fmt: skip
+    missing = [m for m in metrics if m not in shown]
+    if missing:
+        title += f"\nnot available for any category: {', '.join(missing)} (see not_available in results.json)"
+    if not shown:
+        _nothing_to_show(categories, title, path)
+        return
+    width_in = max(6, 0.9 * len(categories) * max(1, len(keys)) / 2 + 3)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(width_in, 2.6 * len(shown) + 0.4 * bool(missing)), squeeze=False)
     width = 0.8 / max(1, len(keys))
     for ax, metric in zip(axes[:, 0], shown):
         for k, key in enumerate(keys):
             stats = [tables[key].get(c, {}).get(metric) for c in categories]
-            bars = ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else np.nan for s in stats], width,
+            bars = ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else 0 for s in stats], width,
                           yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
-            ax.bar_label(bars, [f"{s.mean:.3f}" if s else "" for s in stats], fontsize=7, rotation=90, padding=2)
+            ax.bar_label(bars, [f"{s.mean:.3f}" if s else "n/a" for s in stats], fontsize=7, rotation=90, padding=2)
         ax.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories, rotation=30, ha="right")
         ax.set(ylim=(0, 1.3), yticks=np.linspace(0, 1, 5), ylabel=metric)  # room above 1 for the values
     axes[0, 0].set_title(title)
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    _save(fig, path)
+
+
+def _nothing_to_show(categories: list[str], title: str, path: Path) -> None:
+    """A figure that says no metric is available (instead of no figure, or a figure without panels)."""
+    named = [c for c in categories if c != "mean"]
+    fig, ax = plt.subplots(figsize=(7, 2.4))
+    ax.text(0.5, 0.5, f"no metric is available for {', '.join(named) or 'any category'}:\n"
+            "each is null in results.json, with the reason under not_available", ha="center", va="center",
+            fontsize=9, wrap=True, transform=ax.transAxes)  # fmt: skip
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
     _save(fig, path)
 
 

@@ -13,12 +13,14 @@ class BTADDataModule(AnomalyDataModule):
     ``ok`` is normal, every other type anomalous. Images are ``.bmp`` or ``.png``; masks are
     ``<stem>.png`` except class ``03`` whose masks are ``<stem>.bmp`` (as published and as the
     authors' loader reads them). Images are resized shorter side to S then centre-cropped, since
-    class ``03`` is not square. Files are read as they are; nothing is converted on disk.
+    class ``03`` is not square. Files are read as they are; nothing is converted on disk. A mask of no test
+    image stops the set-up, as for MVTec AD.
     """
 
     benchmark = "BTAD"
     categories = BTAD_CATEGORIES
     resize = "shorter_side_crop"
+    required_folder = "train/ok"
     layout_help = (
         "BTAD layout: <root>/<cat>/train/ok/*.bmp|png, <root>/<cat>/test/{ok,ko}/*.bmp|png, "
         "<root>/<cat>/ground_truth/ko/<stem>.png (<stem>.bmp for 03), categories 01 02 03 "
@@ -32,4 +34,5 @@ class BTADDataModule(AnomalyDataModule):
         def mask_of(defect, image):
             return root / "ground_truth" / defect / f"{image.stem}{mask_ext}"
 
-        return parse_type_folders(root, split, "ok", IMAGE_EXTENSIONS, mask_of, self.layout_help)
+        return parse_type_folders(root, split, "ok", IMAGE_EXTENSIONS, mask_of, self.layout_help,
+                                  mask_root=root / "ground_truth")  # fmt: skip

@@ -48,6 +48,8 @@ class AnomalyDataModule(LightningDataModule):
     categories: tuple[str, ...] = ()
     resize: str = "square"
     layout_help: str = ""
+    required_folder: str = "train"  # what every category folder holds: its normal training images
+    layout_folders: tuple[str, ...] = ("train", "test", "ground_truth")  # any of them: meant as a category
     has_masks: bool = True  # False for classification-only data: pixel metrics are skipped
 
     def __init__(
@@ -89,9 +91,26 @@ class AnomalyDataModule(LightningDataModule):
         """An official name, or (with ``root``) a folder of ``root`` in this benchmark's layout."""
         if category in cls.categories or (root is not None and cls.is_category_folder(Path(root), category)):
             return
+        if root is not None and cls.is_partial_category(Path(root), category):
+            raise DatasetLayoutError(cls.not_a_category(Path(root), category))
         raise DatasetLayoutError(
             f"unknown {cls.benchmark} category {category!r}: use one of {', '.join(cls.categories)} or all, "
             f"or a folder <data.root>/{category} in the {cls.benchmark} layout"
+        )
+
+    @classmethod
+    def is_partial_category(cls, root: Path, name: str) -> bool:
+        """Whether ``root/name`` holds some of this layout's folders (``test/``...): a category missing its required
+        folder, rather than an unrelated folder (``notes/``), which gets the unknown-category message."""
+        return any((root / name / folder).is_dir() for folder in cls.layout_folders)
+
+    @classmethod
+    def not_a_category(cls, root: Path, name: str) -> str:
+        """Why the folder ``root/name`` (which exists) is not a category of this layout, and the fix."""
+        return (
+            f"category folder {root / name} exists but lacks {cls.required_folder}, the folder of normal training "
+            f"images the {cls.benchmark} layout requires: add the images there, or set data.category to another "
+            f"folder. {cls.layout_help}"
         )
 
     @classmethod

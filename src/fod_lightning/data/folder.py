@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from fod_lightning.data.datamodule import AnomalyDataModule
-from fod_lightning.data.samples import DatasetLayoutError, Sample, list_images, require_dir
+from fod_lightning.data.samples import DatasetLayoutError, Sample, check_masks_used, list_images, require_dir
 from fod_lightning.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -21,7 +21,8 @@ class FolderDataModule(AnomalyDataModule):
 
     Mask rule: the mask of ``<abnormal dir>/<stem>.<ext>`` is ``<root>/<mask_dir>/<type>/<stem><mask_suffix>.<e>``
     where ``<type>`` is the abnormal folder's name and ``<e>`` is any of ``IMAGE_EXTENSIONS`` (the first
-    found in that order); it must have its image's size, non-zero pixels are anomalous.
+    found in that order); it must have its image's size, non-zero pixels are anomalous. In the mask folder of an
+    abnormal folder a mask of none of its images stops the set-up (mask folders of other types are not read).
     Without ``mask_dir`` the data is classification only: anomalous samples get ``mask_path=None``
     and ``has_masks`` is False, so the caller must skip pixel metrics (the all-zero masks are meaningless).
 
@@ -113,4 +114,15 @@ class FolderDataModule(AnomalyDataModule):
             defect = Path(folder).name
             for image in self._images(folder, "abnormal_dirs"):
                 samples.append(Sample(image, 1, self._mask(image, defect) if self.has_masks else None, defect))
+        self._check_masks_used(samples)
         return sorted(samples, key=lambda s: (s.defect_type, s.image_path))
+
+    def _check_masks_used(self, samples: list[Sample]) -> None:
+        """In the mask folder of each of ``abnormal_dirs`` every mask must mark one of its images (mask folders of
+        other types may lie beside them: the abnormal folders not chosen)."""
+        if not self.has_masks:
+            return
+        used = {s.mask_path for s in samples if s.mask_path is not None}
+        for folder in dict.fromkeys(self.abnormal_dirs):
+            masks = self.category_root / self.mask_dir / Path(folder).name
+            check_masks_used(masks, used, IMAGE_EXTENSIONS, self.category_root / folder)

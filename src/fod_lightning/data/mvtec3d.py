@@ -12,7 +12,9 @@ class MVTec3DDataModule(AnomalyDataModule):
     """MVTec 3D-AD RGB: ``<root>/<cat>/<split>/<type>/rgb/*.png``, masks ``<root>/<cat>/test/<type>/gt/<stem>.png``.
 
     ``good`` is normal; mask pixels != 0 are anomalous. The ``xyz/`` point clouds beside ``rgb/`` are
-    ignored (FOD is RGB only). Images are resized shorter side to S then centre-cropped, as the authors.
+    ignored (FOD is RGB only). Images are resized shorter side to S then centre-cropped, as the authors. The
+    all-zero ``gt/`` masks of the normal test images are not read; a ``gt/`` mask of no ``rgb/`` image (of any test
+    type) stops the set-up.
 
     Args:
         use_validation: also train on ``validation/good`` (the authors do not; off reproduces them).
@@ -22,6 +24,8 @@ class MVTec3DDataModule(AnomalyDataModule):
     benchmark = "MVTec 3D-AD"
     categories = MVTEC3D_CATEGORIES
     resize = "shorter_side_crop"
+    required_folder = "train/good/rgb"
+    layout_folders = ("train", "validation", "test")
     layout_help = (
         "MVTec 3D-AD layout: <root>/<cat>/{train,validation}/good/rgb/*.png, <root>/<cat>/test/<type>/rgb/*.png, "
         "<root>/<cat>/test/<type>/gt/<stem>.png (download: mvtec.com/company/research/datasets/mvtec-3d-ad)"
@@ -36,7 +40,7 @@ class MVTec3DDataModule(AnomalyDataModule):
             return image.parent.parent / "gt" / f"{image.stem}.png"  # <type>/rgb/x.png -> <type>/gt/x.png
 
         return parse_type_folders(self.category_root, split, "good", (".png",), mask_of, self.layout_help,
-                                  image_subdir="rgb", normal_only=normal_only)  # fmt: skip
+                                  image_subdir="rgb", normal_only=normal_only, normal_masks=True)  # fmt: skip
 
     def parse(self, split: str) -> list[Sample]:
         if split == "test":

@@ -65,19 +65,31 @@ def parse_type_folders(
     layout_help: str,
     image_subdir: str = "",
     normal_only: bool | None = None,
+    mask_root: Path | None = None,
+    normal_masks: bool = False,
 ) -> list[Sample]:
     """Samples of ``<category_root>/<split>/<type>[/<image_subdir>]/<image>``, sorted by (type, file name).
 
+    When the anomalous types are read, every mask must belong to an image (see :func:`check_masks_used`): a mask
+    of no image usually means a test image went missing.
+
     Args:
         normal: name of the normal type folder (``good``, ``ok``).
-        extensions: image file extensions to list (lower case, with dot).
-        mask_of: (defect type, image path) -> expected mask path of an anomalous image.
+        extensions: image file extensions to list (lower case, with dot); masks are listed with the same.
+        mask_of: (defect type, image path) -> expected mask path of an anomalous image (or, with
+            ``normal_masks``, of any image).
         image_subdir: folder inside each type folder that holds the images (MVTec 3D-AD: ``rgb``).
         normal_only: read only the normal type folder; default: for ``train`` only.
+        mask_root: folder of one mask folder per type (``ground_truth``), whose folders must be those of test types;
+            None where the masks sit inside the type folders.
+        normal_masks: the normal images have masks too (MVTec 3D-AD ships all-zero ones): not read, but checked
+            like the others; otherwise a mask in the normal type's mask folder is an error.
     """
     normal_only = split == "train" if normal_only is None else normal_only
     split_dir = require_dir(category_root / split, f"{split} folder", f"expected layout: {layout_help}")
-    samples = []
+    if normal_only:
+        require_dir(split_dir / normal, f"{split}/{normal} folder", f"it holds the normal images. {layout_help}")
+    samples, used, mask_folders = [], set(), {}
     for type_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p)):
         defect = type_dir.name
         if normal_only and defect != normal:
@@ -85,9 +97,56 @@ def parse_type_folders(
         folder = type_dir
         if image_subdir:
             folder = require_dir(type_dir / image_subdir, f"{image_subdir} folder", f"expected layout: {layout_help}")
+        mask_folders[defect] = (mask_of(defect, folder / "image.png").parent, folder)  # where this type's masks lie
         for image in list_images(folder, extensions):
+            mask = mask_of(defect, image)
             if defect == normal:
                 samples.append(Sample(image, 0, None, defect))
             else:
-                samples.append(Sample(image, 1, require_mask(image, mask_of(defect, image)), defect))
+                samples.append(Sample(image, 1, require_mask(image, mask), defect))
+            if defect != normal or normal_masks:
+                used.add(mask)
+    if not normal_only:
+        for defect, (masks, images) in mask_folders.items():
+            of_normal = defect == normal and not normal_masks
+            check_masks_used(masks, used, extensions, images, normal_mask_error(normal, split_dir) if of_normal else "")
+        check_mask_root(mask_root, set(mask_folders), extensions, split_dir)
     return samples
+
+
+def normal_mask_error(normal: str, split_dir: Path) -> str:
+    return (f"is in the mask folder of the normal images ({normal}), which have no masks: if its image is anomalous, "
+            f"move the image to {split_dir}/<defect type>/ and the mask to that type's mask folder; else remove the "
+            "mask")  # fmt: skip
+
+
+def check_masks_used(masks: Path, used: set[Path], extensions: tuple[str, ...], images: Path, error: str = "") -> None:
+    """Every mask file in the folder ``masks`` (listed as images are: hidden and other files skipped) must be in
+    ``used``, the masks of the images of ``images``; ``error``: what the message says of a mask instead of the
+    default (it belongs to no image)."""
+    if not masks.is_dir():
+        return
+    for mask in list_images(masks, extensions):
+        if mask in used:
+            continue
+        if error:
+            raise DatasetLayoutError(f"mask {mask} {error}")
+        twin = next((m for m in sorted(used) if m.parent == mask.parent and m.stem == mask.stem), None)
+        if twin is not None:
+            raise DatasetLayoutError(f"mask {mask} is a second mask of the image whose mask is {twin}: remove one")
+        raise DatasetLayoutError(
+            f"mask {mask} belongs to no image in {images}: restore the image it marks (a missing image changes the "
+            "metrics), or remove the mask"
+        )
+
+
+def check_mask_root(mask_root: Path | None, types: set[str], extensions: tuple[str, ...], split_dir: Path) -> None:
+    """Each mask folder of ``mask_root`` that holds masks must be that of a type folder of ``split_dir``."""
+    if mask_root is None or not mask_root.is_dir():
+        return
+    for folder in sorted(p for p in mask_root.iterdir() if p.is_dir() and not is_hidden(p)):
+        if folder.name not in types and list_images(folder, extensions):
+            raise DatasetLayoutError(
+                f"mask folder {folder} belongs to no test images ({split_dir / folder.name} does not exist): "
+                "restore the test images or remove the mask folder"
+            )

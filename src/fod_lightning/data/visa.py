@@ -42,6 +42,23 @@ class VisADataModule(AnomalyDataModule):
         with split_file.open(newline="") as f:
             return any(row.get("object") == name for row in csv.DictReader(f))
 
+    @classmethod
+    def is_partial_category(cls, root: Path, name: str) -> bool:
+        """Any folder: VisA's categories are named by its split file, not by folders."""
+        return (root / name).is_dir()
+
+    @classmethod
+    def not_a_category(cls, root: Path, name: str) -> str:
+        split_file = root / SPLIT_FILE
+        if not split_file.is_file():
+            return (
+                f"VisA's categories are the objects of its split file {split_file}, which does not exist (the "
+                f"folder {root / name} alone is not a category): use the official download. {cls.layout_help}"
+            )
+        return (f"folder {root / name} exists but {name!r} is not an object of the VisA split file {split_file} "
+                f"(VisA's categories are its objects): add its rows there, or use one of "
+                f"{', '.join(cls.categories)} or all")  # fmt: skip
+
     def categories_on_disk(self) -> list[str]:
         return sorted({row["object"] for row in self._rows()})
 
