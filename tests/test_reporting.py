@@ -67,6 +67,17 @@ def test_summary_groups_by_setting_with_mean_and_std_over_seeds_and_lists_unfini
     assert (sweep / "summary.png").is_file()
 
 
+def test_a_sweep_whose_jobs_all_failed_is_summarised_and_logged_without_a_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    sweep = tmp_path / "sweep"
+    for num in range(2):
+        write_job(sweep / str(num), num, 0.5, {}, status="failed", error="CUDA out of memory")
+    assert summarize.main([str(sweep), "--wandb"]) == 0
+    assert "0 of 2 jobs finished" in (sweep / "summary.md").read_text()
+    assert not (sweep / "summary.png").exists()
+    assert list((sweep / "wandb").glob("offline-run-*"))  # the summary run was written, without a figure
+
+
 def test_settings_that_differ_only_in_code_defaults_are_kept_apart(tmp_path):
     write_job(tmp_path / "a", 1, 0.5, {"brick": 0.8})
     write_job(tmp_path / "b", 1, 0.5, {"brick": 0.6})

@@ -58,9 +58,11 @@ def log_summary_run(summary, project: str | None = None, entity: str | None = No
         for key, per_reading in summary.tables.items():
             mean = per_reading["test"].get("mean", {})
             comparison.add_data(labels[key], _seeds(mean), *_cells(mean))
+        logged = {"summary/settings": comparison, "summary/per_category": per_category}
+        if summary.figure is not None:  # None: no job finished, nothing to draw
+            logged["summary/figure"] = wandb.Image(str(summary.figure))
         with staging_inside(run):
-            run.log({"summary/settings": comparison, "summary/per_category": per_category,
-                     "summary/figure": wandb.Image(str(summary.figure))})  # fmt: skip
+            run.log(logged)
         for metric in METRICS:
             means = {labels[k]: t["test"]["mean"][metric].mean for k, t in summary.tables.items()
                      if metric in t["test"].get("mean", {})}  # fmt: skip
