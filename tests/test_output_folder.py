@@ -27,7 +27,9 @@ def error_line(proc) -> str:
 
 def test_a_file_a_folder_that_cannot_be_made_and_an_earlier_result_are_refused(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(OutputFolderError, match=r"output folder .*a_file is a file: choose another folder$"):
+    with pytest.raises(
+        OutputFolderError, match=r"^output folder .*a_file is a file, not a folder: choose another folder$"
+    ):
         check_output_folder(tmp_path / "a_file", "results.json")
     with pytest.raises(OutputFolderError, match=r"a_file/run cannot be created \(Not a directory\)"):
         check_output_folder(tmp_path / "a_file" / "run", "results.json")
@@ -79,11 +81,28 @@ def test_a_run_into_a_finished_run_folder_stops_and_keeps_its_results(tmp_path):
 
 def test_a_sweep_into_a_sweep_folder_with_finished_jobs_stops_before_its_first_job(tmp_path):
     sweep = tmp_path / "sweep"
-    (sweep / "1").mkdir(parents=True)
-    (sweep / "1" / "results.json").write_text(json.dumps(FINISHED))
+    for job, record in (("0", {"run": {"status": "failed"}, "categories": {}}), ("1", FINISHED)):  # 0: nothing lost
+        (sweep / job).mkdir(parents=True)
+        (sweep / job / "results.json").write_text(json.dumps(record))
     line = error_line(cli("run", "-m", "debug=fast", "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
     assert line.startswith(f"error: {sweep}/1 already holds an earlier result") and "another hydra.sweep.dir" in line
-    assert sorted(p.name for p in sweep.iterdir()) == ["1"]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1"]
+    assert json.loads((sweep / "1" / "results.json").read_text()) == FINISHED
+
+
+@pytest.mark.slow  # two training runs, about 30 s
+def test_overwrite_replaces_the_earlier_runs_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["debug=fast", "data.category=brick", f"hydra.run.dir={run_dir}"]
+    assert cli("run", *args, cwd=tmp_path).returncode == 0
+    last = run_dir / "brick" / "checkpoints" / "last.ckpt"
+    first = last.read_bytes()
+    again = cli("run", *args, "overwrite=true", "seed=1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.name for p in last.parent.iterdir()) == sorted(
+        ["last.ckpt", "best_image_auroc.ckpt", "best_pixel_auroc.ckpt"]
+    )  # no *-v1.ckpt
+    assert last.read_bytes() != first  # the new run's model (another seed), not the earlier one
 
 
 def test_predict_refuses_an_output_dir_with_predictions_or_that_is_a_file(tmp_path):
@@ -96,7 +115,7 @@ def test_predict_refuses_an_output_dir_with_predictions_or_that_is_a_file(tmp_pa
     line = error_line(cli("predict", *args, f"output_dir={out}", "overwrite=true", cwd=tmp_path))
     assert "names no image file" in line  # past the folder check: the next problem is the input
     line = error_line(cli("predict", *args, f"output_dir={out / 'scores.csv'}", cwd=tmp_path))
-    assert line == f"error: output folder {out / 'scores.csv'} is a file: choose another folder"
+    assert line == f"error: output_dir={out / 'scores.csv'} is a file, not a folder: choose another output_dir"
     line = error_line(cli("predict", f"input={tmp_path}", cwd=tmp_path))
     assert line == ("error: ckpt_path and output_dir must be given: python -m fod_lightning.predict ckpt_path=CKPT "
                     "input=IMAGES output_dir=DIR")  # fmt: skip

@@ -242,7 +242,7 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     ),
     # Using a fitted model
     "python -m fod_lightning.predict ckpt_path=CKPT input=/data/line3 output_dir=preds": Run(checkpoint_from=MAKE_RUN),
-    "python -m fod_lightning.predict ckpt_path=CKPT input=/data/line3/*.png output_dir=preds threshold=0.9": Run(
+    "python -m fod_lightning.predict ckpt_path=CKPT input=/data/line3/*.png output_dir=preds_png threshold=0.9": Run(
         checkpoint_from=MAKE_RUN
     ),
     # The authors' checkpoints
@@ -251,7 +251,7 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
         Run(authors_from=MVTEC_BOTTLE, set={"model/net/backbone": "tf_efficientnet_lite0"}, why=NO_HUB)
     ),
     "python -m fod_lightning.predict ckpt_path=ckpts/bottle-pix.pth reference_features=ref_features/bottle.pkl "
-    "model/net/backbone=wide_resnet50_2 input=/data/new output_dir=preds": Run(
+    "model/net/backbone=wide_resnet50_2 input=/data/new output_dir=preds_authors": Run(
         authors_from=MVTEC_BOTTLE, set={"model/net/backbone": "tf_efficientnet_lite0"}, why=NO_HUB
     ),
     # Export
@@ -358,7 +358,8 @@ def compose_command(command: Command):
 
 
 @pytest.mark.parametrize("command", with_known_bugs([c for c in COMMANDS if c.entry in CONFIG_NAMES]), ids=command_id)
-def test_readme_command_composes(command: Command, tmp_path):
+def test_readme_command_composes(command: Command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative folders (outputs/grid) resolve, and are checked, in tmp_path
     cfg, multirun, jobs = compose_command(command)
     swept = multirun or cfg.hydra.mode == RunMode.MULTIRUN
     assert swept or jobs == 1, f"README.md:{command.line}: a comma sweep without -m: {command.text}"

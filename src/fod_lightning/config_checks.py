@@ -56,6 +56,14 @@ def check_config(cfg: DictConfig) -> None:
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)
 
 
+def check_given(cfg: DictConfig, usage: str) -> None:
+    """The command's mandatory top-level settings (``???`` in its config) are given; ``usage`` is its command
+    line. Nothing else is resolved (interpolations through ``${hydra:...}`` may not be yet)."""
+    missing = [k for k in cfg if k != "hydra" and OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} must be given: {usage}")
+
+
 def is_int(value: object) -> bool:
     """An integer, not a bool (YAML's ``true`` is a bool, and bool is a subclass of int)."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 import fod_lightning
 from fod_lightning.checkpoint import load
+from fod_lightning.config_checks import check_given
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.errors import ConfigError, FODUserError, print_user_error
 
@@ -141,10 +142,7 @@ def temporary_path(target: Path) -> Path:
 
 def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` to ``cfg.output`` and its contract to ``<output stem>.json``; return the contract."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{' and '.join(missing)} must be given: python -m fod_lightning.export ckpt_path=CKPT "
-                          "output=model.onnx")  # fmt: skip
+    check_given(cfg, "python -m fod_lightning.export ckpt_path=CKPT output=model.onnx")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format} is not supported: use one of {', '.join(FORMATS)}")
     output = Path(cfg.output).expanduser()

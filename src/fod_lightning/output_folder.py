@@ -7,16 +7,22 @@ holds an earlier result stops the command with one line. An earlier result is ne
 job folders before the first job starts.
 """
 
+import importlib
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fod_lightning.errors import ConfigError, FODUserError
+from fod_lightning.config_checks import check_given
+from fod_lightning.errors import FODUserError
+
+RANK_VARIABLES = ("LOCAL_RANK", "RANK", "SLURM_PROCID")  # Lightning's re-run ranks, torchrun, srun tasks
 
 
 class OutputFolderError(FODUserError, OSError):
@@ -24,11 +30,14 @@ class OutputFolderError(FODUserError, OSError):
 
 
 def earlier_result(folder: Path, marker: str) -> str | None:
-    """What ``folder`` holds of an earlier command (its ``marker`` file and, for a run, its status), or None. A run
-    that stopped before its first category (a config error) left nothing to lose: no results, no checkpoint."""
+    """What ``folder`` holds of an earlier command (its ``marker`` file and, for a run's ``results.json``, its
+    status), or None. A run that stopped before its first category (a config error) left nothing to lose: no
+    results, no checkpoint."""
     path = folder / marker
     if not path.exists():
         return None
+    if path.suffix != ".json":
+        return str(path)
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -40,26 +49,25 @@ def earlier_result(folder: Path, marker: str) -> str | None:
     return f"{path} (status {record['run'].get('status')})"
 
 
-def check_output_folder(folder: Path, marker: str | None, fix: str = "") -> None:
-    """Refuse ``folder`` if it is a file or holds ``marker`` (None: may hold one; ``fix`` says what to do then);
-    create it otherwise, so that a folder that cannot be made is reported here, with its reason, rather than in
-    Hydra's traceback."""
+def check_output_folder(folder: Path, marker: str | None, fix: str = "", key: str | None = None) -> None:
+    """Refuse ``folder`` (given as setting ``key``) if it is a file or holds ``marker`` (None: may hold one;
+    ``fix`` says what to do then); create it otherwise, so that a folder that cannot be made is reported here,
+    with its reason, rather than in Hydra's traceback."""
+    named, other = (f"{key}={folder}", f"another {key}") if key else (f"output folder {folder}", "another folder")
     if folder.exists() and not folder.is_dir():
-        raise OutputFolderError(f"output folder {folder} is a file: choose another folder")
+        raise OutputFolderError(f"{named} is a file, not a folder: choose {other}")
     found = earlier_result(folder, marker) if marker else None
     if found:
         raise OutputFolderError(f"{folder} already holds an earlier result, {found}: {fix}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputFolderError(
-            f"output folder {folder} cannot be created ({err.strerror}): choose another folder"
-        ) from err
+        raise OutputFolderError(f"{named} cannot be created ({err.strerror}): choose {other}") from err
 
 
-def is_extra_ddp_rank() -> bool:
-    """A DDP rank that Lightning started by re-running the command into rank 0's folder (``LOCAL_RANK`` > 0)."""
-    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
+def is_extra_rank() -> bool:
+    """A process of a multi-process run other than its first, writing into the first one's folder."""
+    return any(os.environ.get(name, "0") not in ("", "0") for name in RANK_VARIABLES)
 
 
 class OutputFolderCallback(Callback):
@@ -70,17 +78,17 @@ class OutputFolderCallback(Callback):
             ``predict``).
         folder_key: the setting users give the folder with, named in the message.
         resume: what else lets a folder with a result be used again (``ckpt_path=last``), named in the message.
-        usage: the command line shown when mandatory settings (``???``) are missing.
+        command: the module whose ``USAGE`` is shown when mandatory settings (``???``) are missing.
     """
 
     def __init__(
-        self, marker: str, folder_key: str = "hydra.run.dir", resume: str | None = None, usage: str | None = None
+        self, marker: str, folder_key: str = "hydra.run.dir", resume: str | None = None, command: str | None = None
     ) -> None:
-        self.marker, self.folder_key, self.resume, self.usage = marker, folder_key, resume, usage
+        self.marker, self.folder_key, self.resume, self.command = marker, folder_key, resume, command
 
-    def fix(self) -> str:
+    def fix(self, key: str) -> str:
         resume = f", resume it with {self.resume}" if self.resume else ""
-        return f"choose another {self.folder_key}{resume}, or overwrite=true to replace it"
+        return f"choose another {key}{resume}, or overwrite=true to replace it"
 
     def allowed(self, config: DictConfig) -> bool:
         """An earlier result may be written over: asked for, or resuming."""
@@ -88,39 +96,50 @@ class OutputFolderCallback(Callback):
         return bool(config.get("overwrite", False)) or resuming
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        if not is_extra_ddp_rank():  # extra ranks write into rank 0's folder
+        if not is_extra_rank():
             stop_on_error(self.check_run, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         stop_on_error(self.check_sweep, config)
 
     def check_run(self, config: DictConfig) -> None:
-        missing = missing_settings(config)
-        if missing:  # the folder may be one of them: say what to give, as the command itself would
-            raise ConfigError(f"{' and '.join(missing)} must be given" + (f": {self.usage}" if self.usage else ""))
+        if self.command:  # the folder may be one of them: say what to give, as the command itself would
+            check_given(config, importlib.import_module(self.command).USAGE)
         marker = None if self.allowed(config) else self.marker
-        HydraConfig.instance().set_config(config)  # the default run folder goes through ${hydra:runtime.cwd}
-        check_output_folder(Path(str(config.hydra.run.dir)), marker, self.fix())
+        folder = resolved_folder(config, "run")
+        check_output_folder(folder, marker, self.fix(self.folder_key), self.folder_key)
 
     def check_sweep(self, config: DictConfig) -> None:
+        sweep = resolved_folder(config, "sweep")
+        check_output_folder(sweep, None, key="hydra.sweep.dir")
         if self.allowed(config):
             return
-        HydraConfig.instance().set_config(config)  # the default sweep folder goes through ${hydra:runtime.cwd}
-        jobs = sorted(p.parent for p in Path(str(config.hydra.sweep.dir)).glob(f"*/{self.marker}"))
-        if jobs:
-            check_output_folder(jobs[0], self.marker, self.fix().replace(self.folder_key, "hydra.sweep.dir"))
+        for job in sorted(p.parent for p in sweep.glob(f"*/{self.marker}")):
+            check_output_folder(job, self.marker, self.fix("hydra.sweep.dir"), "hydra.sweep.dir")
 
 
-def missing_settings(config: DictConfig) -> list[str]:
-    """The command's top-level mandatory settings (``???``) not given. Nothing else is resolved: interpolations
-    through ``${hydra:...}`` cannot be before the job starts."""
-    return [k for k in config if k != "hydra" and OmegaConf.is_missing(config, k)]
+def resolved_folder(config: DictConfig, mode: str) -> Path:
+    """``hydra.run.dir`` or ``hydra.sweep.dir``: the defaults go through ``${hydra:runtime.cwd}``, which needs
+    Hydra's config set; it is set for that only and put back, so that Hydra starts the job as it would have."""
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(config)
+    try:
+        return Path(str(config.hydra[mode].dir))
+    finally:
+        hydra_config.cfg = before
 
 
-def stop_on_error(check, config: DictConfig) -> None:
-    """Hydra turns a callback's exception into a warning and goes on: print the one line and exit 2 instead."""
+def stop_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> None:
+    """Hydra turns a callback's exception into a warning and goes on, unchecked: a user error is printed as one
+    line and a bug with its traceback instead, and the command stops (exit code 2 or 1)."""
     try:
         check(config)
     except FODUserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception:
+        traceback.print_exc()
+        print("error: the output folder could not be checked (a bug in fod_lightning: the traceback is above)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)

@@ -22,16 +22,18 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fod_lightning.checkpoint import check_fits, load, loaded_model_info
+from fod_lightning.config_checks import check_given, is_int
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.data.transforms import build_transform, read_image
 from fod_lightning.errors import ConfigError, FODUserError, one_line, print_user_error
 
 log = logging.getLogger("fod_lightning")
+USAGE = "python -m fod_lightning.predict ckpt_path=CKPT input=IMAGES output_dir=DIR"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LABELS = ("normal", "anomalous")
 
@@ -115,13 +117,10 @@ def decide(value: float, threshold: float | None) -> str:
 
 def predict(cfg: DictConfig) -> dict:
     """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{' and '.join(missing)} must be given: python -m fod_lightning.predict ckpt_path=CKPT "
-                          "input=IMAGES output_dir=DIR")  # fmt: skip
+    check_given(cfg, USAGE)
     for key, low in (("batch_size", 1), ("num_workers", 0)):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < low:
-            raise ConfigError(f"{key}={cfg[key]} must be an integer >= {low}")
+        if not (is_int(cfg[key]) and cfg[key] >= low):
+            raise ConfigError(f"{key}={cfg[key]!r} must be an integer >= {low}")
     files, root = find_images(str(cfg.input))
     model = load_model(cfg)
     device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")

@@ -11,8 +11,10 @@ class BestMetricCheckpoint(ModelCheckpoint):
     the optimizer state, which would double their size; ``last.ckpt`` keeps what resuming needs."""
 
     def __init__(self, dirpath: str, monitor: str, filename: str) -> None:
+        # enable_version_counter=False: in a run folder written over (overwrite=true) the file is replaced
         super().__init__(dirpath=dirpath, monitor=monitor, mode="max", filename=filename, save_top_k=1,
-                         auto_insert_metric_name=False, save_weights_only=True)  # fmt: skip
+                         auto_insert_metric_name=False, save_weights_only=True,
+                         enable_version_counter=False)  # fmt: skip
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.monitor in trainer.callback_metrics:
