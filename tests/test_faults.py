@@ -43,7 +43,7 @@ def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_pat
     assert {k: v["value"] for k, v in b["best"].items()} == pytest.approx({k: v["value"] for k, v in a["best"].items()})
     assert b["epochs"] == a["epochs"] == 3
     nothing = cli(*base, "ckpt_path=last", f"hydra.run.dir={tmp_path}/elsewhere", "task_name=other", cwd=tmp_path)
-    assert nothing.returncode == 2 and "ckpt_path=last found no brick/checkpoints/last.ckpt" in nothing.stderr
+    assert nothing.returncode == 2 and "ckpt_path=last found no <category>/checkpoints/last.ckpt in" in nothing.stderr
 
 
 def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(make_config, tmp_path):
@@ -113,12 +113,16 @@ def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def restores_determinism(monkeypatch):
-    """trainer.deterministic=true switches torch's deterministic algorithms on for the process (and sets
-    CUBLAS_WORKSPACE_CONFIG): the tests after this one run as before."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+def restores_determinism():
+    """trainer.deterministic=true switches torch's deterministic algorithms on for the process and sets
+    CUBLAS_WORKSPACE_CONFIG: the tests after this one run as before."""
+    before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     yield
     torch.use_deterministic_algorithms(False)
+    if before is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = before
 
 
 @pytest.mark.slow  # four runs, about a minute
@@ -140,6 +144,30 @@ def test_deterministic_training_on_a_gpu_reproduces_itself(make_config, restores
     data = ["data.category=brick", "data.crop_size=128", "data.image_size=128"]
     trainer = ["trainer=gpu", "trainer.deterministic=true", "trainer.max_epochs=2"]
     overrides = [*data, *trainer, *net, f"model.net.compile_correlation={str(compiled).lower()}"]
-    first, again = (run(make_config(*overrides))["categories"]["brick"] for _ in range(2))
-    assert torch.are_deterministic_algorithms_enabled()
+    tiny = [o for o in TINY_TEXTURES + TINY if o != "trainer.accelerator=cpu"]  # the tiny data, on the GPU
+    torch.cuda.reset_peak_memory_stats()
+    first, again = (run(make_config(*tiny, *overrides, tiny=False))["categories"]["brick"] for _ in range(2))
+    assert torch.cuda.max_memory_allocated() > 0 and torch.are_deterministic_algorithms_enabled()
     assert all(first[m] == again[m] for m in METRICS), (first, again)
+
+
+def test_ckpt_path_last_resumes_one_run_and_starts_its_missing_categories_afresh(make_config, tmp_path):
+    from fod_lightning.run import category_config, resumed_run
+
+    cfg = make_config("ckpt_path=last", f"paths.log_dir={tmp_path}/logs", "task_name=t")
+    runs = tmp_path / "logs" / "t" / "runs"
+    for run_name, category, mtime in (("a", "brick", 100), ("b", "grass", 200)):  # b is the newer run
+        last = runs / run_name / category / "checkpoints" / "last.ckpt"
+        last.parent.mkdir(parents=True)
+        last.write_bytes(b"")
+        os.utime(last, (mtime, mtime))
+    assert resumed_run(cfg) == runs / "b"
+    assert category_config(cfg, "grass", runs / "b").ckpt_path == str(
+        runs / "b" / "grass" / "checkpoints" / "last.ckpt"
+    )
+    assert category_config(cfg, "brick", runs / "b").ckpt_path is None  # not run a's older brick: trained afresh
+    own = Path(cfg.paths.output_dir) / "brick" / "checkpoints" / "last.ckpt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"")
+    os.utime(own, (50, 50))
+    assert resumed_run(cfg) == Path(cfg.paths.output_dir)  # this run folder first, however old

@@ -168,10 +168,13 @@ def run(cfg: DictConfig) -> dict:
         record["categories_planned"] = categories.names
         save()
         errors: dict[str, Exception] = {}
+        resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
+        if resumed is not None:
+            record["resumed"] = str(resumed)
         for category in categories.names:
             log.info("category %s", category)
             try:
-                per_category[category] = fit_and_test_category(category_config(cfg, category))
+                per_category[category] = fit_and_test_category(category_config(cfg, category, resumed))
             except Exception as err:  # recorded; the other categories go on
                 log.error("category %s failed: %s", category, error_line(err), exc_info=user_error(err) is None)
                 per_category[category] = {"status": "failed", "error": error_line(err)}
@@ -190,30 +193,40 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-def category_config(cfg: DictConfig, category: str) -> DictConfig:
-    """The job's config for one category; ``ckpt_path=last`` becomes that category's newest ``last.ckpt``."""
+LAST_CKPTS = "*/checkpoints/last.ckpt"  # <category>/checkpoints/last.ckpt in a run folder
+
+
+def category_config(cfg: DictConfig, category: str, resumed: Path | None = None) -> DictConfig:
+    """The job's config for one category; ``ckpt_path=last`` becomes the category's ``last.ckpt`` in the
+    ``resumed`` run folder, or nothing (trained afresh) if the category had not started there."""
     category_cfg = cfg.copy()
     with open_dict(category_cfg):
         category_cfg.data.category = category
         if cfg.get("ckpt_path") == "last":
-            category_cfg.ckpt_path = str(last_checkpoint(cfg, category))
+            last = resumed / category / "checkpoints" / "last.ckpt"
+            category_cfg.ckpt_path = str(last) if last.is_file() else None
+            if not last.is_file():
+                log.info("category %s has no last.ckpt in %s: trained afresh", category, resumed)
     return category_cfg
 
 
-def last_checkpoint(cfg: DictConfig, category: str) -> Path:
-    """The newest ``<category>/checkpoints/last.ckpt`` of this run directory or of earlier runs of this task
-    (``<log_dir>/<task_name>/runs/*``; in a multirun: the same job number of earlier sweeps)."""
-    tail = Path(category) / "checkpoints" / "last.ckpt"
+def resumed_run(cfg: DictConfig) -> Path:
+    """The one run ``ckpt_path=last`` resumes: this run folder if it holds a category's ``last.ckpt``, else the
+    earlier run of this task (``<log_dir>/<task_name>/runs/*``; in a multirun: the same job number of earlier
+    sweeps) with the newest one. Never a mix of runs: a category without a checkpoint there starts afresh."""
+    own = Path(cfg.paths.output_dir)
+    if any(own.glob(LAST_CKPTS)):
+        return own
     task = Path(cfg.paths.log_dir) / cfg.task_name
-    pattern = f"multiruns/*/{HydraConfig.get().job.num}/{tail}" if in_multirun() else f"runs/*/{tail}"
-    earlier = task.glob(pattern)
-    found = [p for p in [Path(cfg.paths.output_dir) / tail, *earlier] if p.is_file()]
-    if not found:
+    pattern = f"multiruns/*/{HydraConfig.get().job.num}" if in_multirun() else "runs/*"
+    newest = {run: max(p.stat().st_mtime for p in ckpts) for run in task.glob(pattern)
+              if run != own and (ckpts := list(run.glob(LAST_CKPTS)))}  # fmt: skip
+    if not newest:
         raise ConfigError(
-            f"ckpt_path=last found no {tail} in {cfg.paths.output_dir} or under {task}: give the checkpoint's path, "
-            "or start without ckpt_path"
+            f"ckpt_path=last found no <category>/checkpoints/last.ckpt in {own} or in earlier runs under {task}: "
+            "give the checkpoint's path, or start without ckpt_path"
         )
-    return max(found, key=lambda p: p.stat().st_mtime)
+    return max(newest, key=newest.get)
 
 
 class CategoriesFailedError(FODUserError, RuntimeError):
