@@ -94,6 +94,7 @@ def test_an_unknown_backbone_stops_with_one_line_suggesting_names(make_config):
     with pytest.raises(ConfigError, match=r"^model.net.backbone.name='zzqx' is not a timm model: timm.list_models"):
         check_config(make_config("model.net.backbone.name=zzqx"))
     check_config(make_config("model.net.backbone.name=resnet18.a1_in1k"))  # a pretrained tag is a valid name
+    check_config(make_config("model.net.backbone.name='hf-hub:timm/resnet18.a1_in1k'"))  # timm reads the hub's
 
 
 def test_an_accelerator_this_machine_lacks_stops_with_one_line(make_config, monkeypatch):

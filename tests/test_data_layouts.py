@@ -501,3 +501,17 @@ def test_a_visa_folder_that_is_no_object_of_the_split_file_is_named(tmp_path: Pa
         "which does not exist",
     ):
         DATAMODULES["visa"](tmp_path, category="widget")
+
+
+def test_a_mask_named_in_another_case_is_the_same_file_on_a_case_insensitive_file_system(tmp_path):
+    from fod_lightning.data.samples import same_file_in
+
+    listed = tmp_path / "x_mask.PNG"
+    listed.write_bytes(b"mask")
+    assert same_file_in(listed, {tmp_path / "x_mask.png"}) is False  # case-sensitive here: another (missing) file
+    spelled = tmp_path / "X_MASK.png"
+    spelled.hardlink_to(listed)  # the same file under the other spelling, as a case-insensitive system resolves it
+    assert same_file_in(listed, {spelled}) is True
+    other = tmp_path / "x_mask.png"
+    other.write_bytes(b"twin")
+    assert same_file_in(listed, {other}) is False  # a real twin mask stays a twin

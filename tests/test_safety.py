@@ -51,8 +51,10 @@ def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
         torch.save({"state_dict": {"w": torch.zeros(2)}}, run / "brick" / "checkpoints" / name)
     whole = (run / "brick" / "checkpoints" / "last.ckpt").read_bytes()
     torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    legacy = bytearray((tmp_path / "legacy.ckpt").read_bytes())
+    garbled = bytes(legacy[:40] + b"\x00" * 20 + legacy[60:])
     files = {"notes.txt": b"a text file\n", "empty.ckpt": b"", "cut.ckpt": whole[: len(whole) // 2],
-             "cut_legacy.ckpt": (tmp_path / "legacy.ckpt").read_bytes()[:40]}  # fmt: skip
+             "cut_legacy.ckpt": bytes(legacy[:40]), "garbled_legacy.ckpt": garbled}  # fmt: skip
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
@@ -67,6 +69,8 @@ def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
         tmp_path / "images.zip": r"images.zip is not a torch checkpoint file \(a zip archive without torch's data",
         tmp_path / "cut.ckpt": r"cut.ckpt is a damaged zip archive .*: copy or write it again$",
         tmp_path / "cut_legacy.ckpt": r"cut_legacy.ckpt could not be read \(EOFError, the file ends early.*\): copy",
+        tmp_path / "garbled_legacy.ckpt": r"garbled_legacy.ckpt could not be read as plain data \(Unsupported operand "
+        r"0\): the file is damaged \(copy or write it again\) or holds more than tensors; it was not loaded$",
     }
     for path, message in expected.items():
         with pytest.raises(CheckpointError, match=message) as caught:

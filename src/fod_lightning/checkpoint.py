@@ -43,10 +43,18 @@ def read_checkpoint(path: str | Path) -> dict:
 def load_error(path: Path, err: Exception) -> CheckpointError:
     """What ``torch.load(weights_only=True)`` failing on a file in torch's format means: a refusal (the file holds
     more than tensors and plain data), or a damaged file."""
-    if isinstance(err, pickle.UnpicklingError) or WEIGHTS_ONLY_REFUSAL in str(err):
+    message = str(err)
+    if "GLOBAL" in message:  # torch names the function or class the file asks for: e.g. os.system
         return CheckpointError(
             f"checkpoint {path} is not a plain fod_lightning checkpoint ({type(err).__name__}); it was not "
             "loaded, since that could run code from the file: use a checkpoint written by this project"
+        )
+    if isinstance(err, pickle.UnpicklingError) or WEIGHTS_ONLY_REFUSAL in message:  # e.g. "Unsupported operand"
+        reason = message.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0]
+        reason = " ".join(reason.split())[:120] or type(err).__name__
+        return CheckpointError(
+            f"checkpoint {path} could not be read as plain data ({reason}): the file is damaged (copy or write it "
+            "again) or holds more than tensors; it was not loaded"
         )
     detail = f"{type(err).__name__}: {one_line(err)[:200]}" if str(err).strip() else type(err).__name__
     cut = ", the file ends early: a copy or download cut short?" if isinstance(err, EOFError) else ""

@@ -127,7 +127,7 @@ def check_masks_used(masks: Path, used: set[Path], extensions: tuple[str, ...], 
     if not masks.is_dir():
         return
     for mask in list_images(masks, extensions):
-        if mask in used:
+        if mask in used or same_file_in(mask, used):
             continue
         if error:
             raise DatasetLayoutError(f"mask {mask} {error}")
@@ -138,6 +138,14 @@ def check_masks_used(masks: Path, used: set[Path], extensions: tuple[str, ...], 
             f"mask {mask} belongs to no image in {images}: restore the image it marks (a missing image changes the "
             "metrics), or remove the mask"
         )
+
+
+def same_file_in(path: Path, paths: set[Path]) -> bool:
+    """``path`` is one of ``paths`` under another spelling: on a case-insensitive file system (macOS, Windows) the
+    listing says ``x_mask.PNG`` where the layout names ``x_mask.png``."""
+    folded = path.name.casefold()
+    return any(p.parent == path.parent and p.name.casefold() == folded and p.exists() and p.samefile(path)
+               for p in paths)  # fmt: skip
 
 
 def check_mask_root(mask_root: Path | None, types: set[str], extensions: tuple[str, ...], split_dir: Path) -> None:

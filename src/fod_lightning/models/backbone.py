@@ -18,8 +18,9 @@ class BackboneWeightsError(FODUserError, RuntimeError):
 
 
 def check_backbone_name(name: str) -> None:
-    """``name`` must be a timm architecture (a pretrained tag such as ``resnet50.a1_in1k`` is allowed)."""
-    if isinstance(name, str) and timm.is_model(name):
+    """``name`` must be a timm architecture (a pretrained tag such as ``resnet50.a1_in1k`` is allowed). Names with
+    a source prefix (``hf-hub:timm/...``, ``local-dir:...``) are left to ``timm.create_model``."""
+    if isinstance(name, str) and (timm.is_model(name) or ":" in name):
         return
     close = difflib.get_close_matches(str(name), timm.list_models(), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
