@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -66,7 +67,9 @@ def test_multirun_over_categories_seeds_and_settings_is_summarised_per_setting(m
     assert summarize.main([str(sweep), "--wandb"]) == 0
     assert summarize.main([str(sweep), "--wandb"]) == 0
     runs = sorted((sweep / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[-1] for r in runs}) == 1
+    # offline-run-<date>_<time>-<run id>, and "-1" after it when both were written in the same second
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(.+?)(?:-\d+)?", r.name).group(1) for r in runs}
+    assert len(runs) == 2 and len(ids) == 1, [r.name for r in runs]
 
 
 def csv_rows(path: Path):
