@@ -119,3 +119,17 @@ def test_predict_refuses_an_output_dir_with_predictions_or_that_is_a_file(tmp_pa
     line = error_line(cli("predict", f"input={tmp_path}", cwd=tmp_path))
     assert line == ("error: ckpt_path and output_dir must be given: python -m fod_lightning.predict ckpt_path=CKPT "
                     "input=IMAGES output_dir=DIR")  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [("batch_size", 0, "positive"), ("num_workers", -1, "non-negative")])
+def test_predict_refuses_a_bad_batch_size_or_worker_count_before_it_loads_anything(tmp_path, key, value, says):
+    from omegaconf import OmegaConf
+
+    from fod_lightning.errors import ConfigError
+    from fod_lightning.predict import predict
+
+    cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "missing.ckpt"), "input": str(tmp_path),
+                            "output_dir": str(tmp_path / "out"), "batch_size": 8, "num_workers": 0})  # fmt: skip
+    cfg[key] = value
+    with pytest.raises(ConfigError, match=rf"^{key}={value} must be a {says} integer \(.*\): e.g. {key}=\d$"):
+        predict(cfg)

@@ -69,18 +69,22 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+WORKERS = "loader worker processes; 0 loads in the main process"
+
+
+def check_count(key: str, value: object, low: int, meaning: str, example: int) -> None:
+    """``value`` of setting ``key`` is an integer >= ``low`` (0 or 1), as a DataLoader needs it (it would fail
+    only when a loader is first built, with a traceback); ``meaning`` and ``example`` go into the message."""
+    if not (is_int(value) and value >= low):
+        kind = "positive" if low >= 1 else "non-negative"
+        raise ConfigError(f"{key}={value!r} must be a {kind} integer ({meaning}): e.g. {key}={example}")
+
+
 def check_loaders(data: DictConfig) -> None:
-    """Batch sizes and worker counts the DataLoader accepts (it would fail only when a loader is first built,
-    with a traceback)."""
-    for key, what, example in (("batch_size", "images per training batch", 1),
-                               ("eval_batch_size", "images per evaluation batch", 8)):  # fmt: skip
-        value = data.get(key, 1)
-        if not (is_int(value) and value >= 1):
-            raise ConfigError(f"data.{key}={value!r} must be a positive integer ({what}): e.g. data.{key}={example}")
-    workers = data.get("num_workers", 0)
-    if not (is_int(workers) and workers >= 0):
-        raise ConfigError(f"data.num_workers={workers!r} must be a non-negative integer (loader worker processes; "
-                          "0 loads in the main process): e.g. data.num_workers=2")  # fmt: skip
+    """Batch sizes and worker counts of the run's DataLoaders."""
+    check_count("data.batch_size", data.get("batch_size", 1), 1, "images per training batch", 1)
+    check_count("data.eval_batch_size", data.get("eval_batch_size", 1), 1, "images per evaluation batch", 8)
+    check_count("data.num_workers", data.get("num_workers", 0), 0, WORKERS, 2)
 
 
 def check_seed(seed: object) -> None:

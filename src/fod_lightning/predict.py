@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fod_lightning.checkpoint import check_fits, load, loaded_model_info
-from fod_lightning.config_checks import check_given, is_int
+from fod_lightning.config_checks import WORKERS, check_count, check_given
 from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.data.transforms import build_transform, read_image
 from fod_lightning.errors import ConfigError, FODUserError, one_line, print_user_error
@@ -118,9 +118,8 @@ def decide(value: float, threshold: float | None) -> str:
 def predict(cfg: DictConfig) -> dict:
     """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
     check_given(cfg, USAGE)
-    for key, low in (("batch_size", 1), ("num_workers", 0)):
-        if not (is_int(cfg[key]) and cfg[key] >= low):
-            raise ConfigError(f"{key}={cfg[key]!r} must be an integer >= {low}")
+    check_count("batch_size", cfg.batch_size, 1, "images scored at once", 8)
+    check_count("num_workers", cfg.num_workers, 0, WORKERS, 2)
     files, root = find_images(str(cfg.input))
     model = load_model(cfg)
     device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")

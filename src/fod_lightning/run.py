@@ -205,7 +205,7 @@ def category_config(cfg: DictConfig, category: str, resumed: Path | None = None)
         if cfg.get("ckpt_path") == "last":
             last = resumed / category / "checkpoints" / "last.ckpt"
             category_cfg.ckpt_path = str(last) if last.is_file() else None
-            if not last.is_file():
+            if category_cfg.ckpt_path is None:
                 log.info("category %s has no last.ckpt in %s: trained afresh", category, resumed)
     return category_cfg
 
