@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from fod_lightning.categories import categories_of
 from fod_lightning.data.mvtec import MVTEC_CATEGORIES
 from fod_lightning.data.samples import DatasetLayoutError
+from fod_lightning.engine.categories import categories_of
 from fod_lightning.errors import ConfigError
 from fod_lightning.run import run
 from test_data_layouts import write_folder, write_mvtec, write_visa

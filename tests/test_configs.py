@@ -6,7 +6,7 @@ import hydra
 import pytest
 from lightning import Trainer
 
-from fod_lightning.categories import categories_of
+from fod_lightning.engine.categories import categories_of
 from fod_lightning.run import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)

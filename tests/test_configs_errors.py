@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 
-from fod_lightning.config_checks import check_config
 from fod_lightning.data.samples import DatasetLayoutError
 from fod_lightning.data.transforms import check_image_size
+from fod_lightning.engine.checks import check_config
 from fod_lightning.errors import ConfigError
 from fod_lightning.run import run
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from fod_lightning.models.attention import CorrelationAttention, gaussian_target, squared_grid_distances
-from fod_lightning.models.correlation import grid_offsets
-from fod_lightning.models.divergence import entropy, kl_divergence
-from fod_lightning.models.fod import FODStage
-from fod_lightning.models.losses import phase_objectives, stage_losses
+from fod_lightning.models.fod.attention import CorrelationAttention, gaussian_target, squared_grid_distances
+from fod_lightning.models.fod.correlation import grid_offsets
+from fod_lightning.models.fod.divergence import entropy, kl_divergence
+from fod_lightning.models.fod.losses import phase_objectives, stage_losses
+from fod_lightning.models.fod.model import FODStage
 
 GRID = (5, 6)
 

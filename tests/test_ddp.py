@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import TINY, TINY_TEXTURES
-from fod_lightning.results import METRICS
+from fod_lightning.reporting.results import METRICS
 from fod_lightning.run import run
 from test_run import cli
 

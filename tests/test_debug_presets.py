@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import TINY, TINY_TEXTURES
+from fod_lightning.reporting.wandb_logger import WANDB_FOLDERS, wandb_folders_inside
 from fod_lightning.run import CONFIG_DIR, run
-from fod_lightning.utils.wandb_mode import WANDB_FOLDERS, wandb_folders_inside
 
 PRESETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "debug").glob("*.yaml"))
 # The tiny data and model of the other tests, with the presets' own epochs and validation schedule.

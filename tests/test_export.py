@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 import fod_lightning
 import fod_lightning.export as export_module
 from conftest import TINY, TINY_TEXTURES, compose_config
-from fod_lightning.checkpoint import CheckpointError
+from fod_lightning.deploy.checkpoint import CheckpointError
 from fod_lightning.export import ParityError, export, random_images
 from fod_lightning.run import CONFIG_DIR, run
 

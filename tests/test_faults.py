@@ -80,7 +80,7 @@ def test_a_failing_category_is_recorded_and_spares_the_others(make_config, tmp_p
 
 
 def test_metrics_not_available_are_null_in_json_na_in_tables_and_left_out_of_the_mean(tmp_path):
-    from fod_lightning.results import build_results, format_table, write_results
+    from fod_lightning.reporting.results import build_results, format_table, write_results
 
     categories = {"a": {"image_auroc": 0.8, "pixel_auroc": 0.9}, "b": {"image_auroc": float("nan"), "pixel_auroc": 0.7}}
     results = build_results("bench", "backbone", "paper", "last", categories)

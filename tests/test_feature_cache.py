@@ -9,8 +9,8 @@ import torch
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.features import FeatureDataset
 from fod_lightning.data.samples import Sample
-from fod_lightning.feature_cache import FeatureCache
 from fod_lightning.run import run
+from fod_lightning.training.feature_cache import FeatureCache
 
 SETTINGS = {"backbone": "tf_efficientnet_lite0", "strides": [8, 16], "image_size": 32}
 

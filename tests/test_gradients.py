@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from fod_lightning.models.fod import FODStage
-from fod_lightning.models.losses import StageLosses, phase_objectives, stage_losses, training_objective
+from fod_lightning.models.fod.losses import StageLosses, phase_objectives, stage_losses, training_objective
+from fod_lightning.models.fod.model import FODStage
 
 GRID = (3, 4)
 

@@ -344,8 +344,7 @@ SUMMARY_CASES = {  # category -> metrics as results.json holds them (null: not a
 def test_summary_of_metrics_that_are_not_available_draws_what_there_is(tmp_path, monkeypatch, case):
     """Null metrics (a test split without anomalous or normal images): the summary figure is written and says what
     is missing, as do the tables."""
-    from fod_lightning import plots
-    from fod_lightning.reporting import summarize_folder
+    from fod_lightning.reporting import plots, summarize_folder
 
     figures, save = [], plots._save
     monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path)))

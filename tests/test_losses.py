@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fod_lightning.models.attention import gaussian_target, sigma_from_logits, squared_grid_distances
-from fod_lightning.models.divergence import entropy, kl_divergence, symmetric_discrepancy
+from fod_lightning.models.fod.attention import gaussian_target, sigma_from_logits, squared_grid_distances
+from fod_lightning.models.fod.divergence import entropy, kl_divergence, symmetric_discrepancy
 
 EPS = 1e-4
 

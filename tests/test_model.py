@@ -8,9 +8,9 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
-from fod_lightning.models.embedding import sincos_position_code
-from fod_lightning.models.fod import FOD, FODStage
-from fod_lightning.models.reference import ReferenceFeatures, mean_feature_maps
+from fod_lightning.models.fod.embedding import sincos_position_code
+from fod_lightning.models.fod.model import FOD, FODStage
+from fod_lightning.models.fod.reference import ReferenceFeatures, mean_feature_maps
 from fod_lightning.models.smoothing import gaussian_blur
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.results import METRICS
+from fod_lightning.reporting.results import METRICS
 from fod_lightning.run import run
 
 FROM_TRAIN = ["data.category=brick", "data.n_train=6", "data.val_protocol=from_train", "data.val_fraction=0.34",

@@ -10,10 +10,15 @@ import pytest
 import torch
 
 from fod_lightning.bench.baseline import score as authors_score
-from fod_lightning.checkpoint import CheckpointError
+from fod_lightning.deploy.authors import (
+    is_official_checkpoint,
+    load_official,
+    read_official_state,
+    read_reference_pickle,
+)
+from fod_lightning.deploy.checkpoint import CheckpointError
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod import FOD, FODStage
-from fod_lightning.official import is_official_checkpoint, load_official, read_official_state, read_reference_pickle
+from fod_lightning.models.fod.model import FOD, FODStage
 
 SIZE = 64
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import compose_config
-from fod_lightning.output_folder import OutputFolderCallback, OutputFolderError, check_output_folder
+from fod_lightning.launch.output_folder import OutputFolderCallback, OutputFolderError, check_output_folder
 
 FINISHED = {"run": {"status": "done"}, "categories": {"brick": {"image_auroc": 0.9}}}
 

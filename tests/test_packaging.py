@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fod_lightning import config_dir
+from fod_lightning.utils import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("fod-run", "fod-predict", "fod-export", "fod-summarize", "fod-bench")
@@ -58,7 +58,7 @@ def test_the_wheel_holds_every_config_the_licence_and_the_console_scripts(wheel)
     names = set(zipfile.ZipFile(wheel).namelist())
     configs = {f"fod_lightning/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")}
     assert "fod_lightning/conf/run.yaml" in configs and configs <= names
-    assert "fod_lightning/config_dir.py" in names and "fod_lightning/run.py" in names
+    assert "fod_lightning/utils/config_dir.py" in names and "fod_lightning/run.py" in names
     (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
     assert "MIT" in zipfile.ZipFile(wheel).read(licence).decode()
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
@@ -76,7 +76,7 @@ def test_the_installed_wheel_runs_from_another_directory(wheel, tmp_path):
     elsewhere.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), WANDB_MODE="offline", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                XDG_CACHE_HOME=str(tmp_path / "cache"), FOD_ROOT=str(tmp_path / "root"))  # fmt: skip
-    code = "import fod_lightning.config_dir as c; print(c.__file__, c.CONFIG_DIR)"
+    code = "import fod_lightning.utils.config_dir as c; print(c.__file__, c.CONFIG_DIR)"
     where = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
                            check=True)  # fmt: skip
     module, configs = where.stdout.split()

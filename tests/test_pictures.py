@@ -8,13 +8,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from fod_lightning import plots
-from fod_lightning.callbacks import pictures
-from fod_lightning.callbacks.pictures import OPTIMISTIC, choose_threshold, defect_metrics, panel_order
 from fod_lightning.metrics.aupro import AUPRO
+from fod_lightning.reporting import plots
+from fod_lightning.reporting.results import format_defect_table
 from fod_lightning.reporting.tables import Stat
-from fod_lightning.results import format_defect_table
 from fod_lightning.run import run
+from fod_lightning.training.callbacks import pictures
+from fod_lightning.training.callbacks.pictures import OPTIMISTIC, choose_threshold, defect_metrics, panel_order
 
 
 def aupro(maps: np.ndarray, masks: np.ndarray) -> float:

@@ -14,8 +14,8 @@ from lightning import Callback, Trainer
 
 import fod_lightning
 from fod_lightning.errors import ConfigError, FODUserError
-from fod_lightning.lit_module import FODLitModule
 from fod_lightning.run import run
+from fod_lightning.training.fod_module import FODLitModule
 
 
 @pytest.fixture

@@ -96,8 +96,8 @@ def test_settings_that_differ_only_in_code_defaults_are_kept_apart(tmp_path):
     ("val/accuracy", "from_train", "is unknown"),
 ])  # fmt: skip
 def test_optimized_metric_names_say_where_they_were_measured(name, protocol, error):
+    from fod_lightning.engine.objective import check_objective
     from fod_lightning.errors import ConfigError
-    from fod_lightning.objective import check_objective
 
     with pytest.raises(ConfigError, match=error):
         check_objective(name, protocol)
@@ -106,7 +106,7 @@ def test_optimized_metric_names_say_where_they_were_measured(name, protocol, err
 
 
 def test_objective_is_the_mean_over_the_jobs_categories():
-    from fod_lightning.objective import objective_value
+    from fod_lightning.engine.objective import objective_value
 
     results = {"categories": {
         "a": {"image_auroc": 0.5, "val": {"image_auroc": 0.6}, "best": {"image_auroc": {"value": 0.9, "epoch": 1}}},

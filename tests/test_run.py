@@ -67,7 +67,7 @@ def test_run_draws_panels_curves_bars_and_tables(make_config, tmp_path):
 def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):
     import torch
 
-    from fod_lightning.lit_module import FODLitModule
+    from fod_lightning.training.fod_module import FODLitModule
 
     run(make_config("data.category=brick"))
     ckpt = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 import fod_lightning
 from conftest import TINY, TINY_TEXTURES
-from fod_lightning.checkpoint import CheckpointError
+from fod_lightning.deploy.checkpoint import CheckpointError
 from fod_lightning.run import CONFIG_DIR
 
 
@@ -43,7 +43,7 @@ def test_fitted_model_loading_never_runs_code(tmp_path):
 def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
     """Only a file that torch could unpickle is refused as one that could run code; a folder, a text file or a copy
     cut short is named for what it is. A plain legacy (pickle) checkpoint loads, without running code."""
-    from fod_lightning.checkpoint import read_checkpoint
+    from fod_lightning.deploy.checkpoint import read_checkpoint
 
     run = tmp_path / "run"
     (run / "brick" / "checkpoints").mkdir(parents=True)

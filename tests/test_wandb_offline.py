@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fod_lightning.reporting.wandb_logger import resolve_mode, wandb_logger
 from fod_lightning.run import run
-from fod_lightning.utils.wandb_mode import resolve_mode, wandb_logger
 
 wandb = pytest.importorskip("wandb")
 
@@ -110,14 +110,14 @@ def test_without_wandb_installed_logging_to_wandb_stops_with_one_line(monkeypatc
     import importlib.util
 
     from fod_lightning.errors import ConfigError
+    from fod_lightning.reporting.wandb_logger import wandb_logger
     from fod_lightning.summarize import main as summarize
-    from fod_lightning.utils.wandb_mode import wandb_logger
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(ConfigError, match=r"needs the wandb package: pip install 'fod_lightning\[wandb\]'"):
         wandb_logger(mode="offline", save_dir=str(tmp_path))
-    from fod_lightning.results import build_results, write_results
+    from fod_lightning.reporting.results import build_results, write_results
 
     run = {"status": "done", "seed": 1, "overrides": [], "swept": {}}
     write_results(

@@ -10,7 +10,7 @@ __all__ = ["load"]
 def __getattr__(name: str):
     # imported on first use: `import fod_lightning` stays light (no torch/Lightning import)
     if name == "load":
-        from fod_lightning.checkpoint import load
+        from fod_lightning.deploy.checkpoint import load
 
         return load
     raise AttributeError(f"module 'fod_lightning' has no attribute {name!r}")

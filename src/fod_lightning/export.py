@@ -27,13 +27,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 import fod_lightning
-from fod_lightning.checkpoint import load
-from fod_lightning.config_checks import check_given
-from fod_lightning.config_dir import CONFIG_DIR
+from fod_lightning.deploy.checkpoint import load
 from fod_lightning.errors import ConfigError, FODUserError, print_user_error
+from fod_lightning.utils.checks import check_given
+from fod_lightning.utils.config_dir import CONFIG_DIR
 
 if TYPE_CHECKING:  # the model (timm, Lightning) is imported when a checkpoint is loaded: errors come fast
-    from fod_lightning.models.fod import FOD
+    from fod_lightning.models.fod.model import FOD
 
 FORMATS = ("onnx",)
 INPUTS, OUTPUTS = ("images",), ("image_score", "anomaly_map")
@@ -63,7 +63,7 @@ class ScoreImages(nn.Module):
 @contextmanager
 def plain_correlation(net: "FOD"):
     """The scoring branch on plain tensor operations (the fused kernel's autograd.Function cannot be traced)."""
-    from fod_lightning.models.attention import CorrelationAttention
+    from fod_lightning.models.fod.attention import CorrelationAttention
 
     modules = [m for m in net.modules() if isinstance(m, CorrelationAttention)]
     before = [m.fused for m in modules]

@@ -26,11 +26,11 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fod_lightning.checkpoint import check_fits, load, loaded_model_info
-from fod_lightning.config_checks import WORKERS, check_count, check_given
-from fod_lightning.config_dir import CONFIG_DIR
 from fod_lightning.data.transforms import build_transform, read_image
+from fod_lightning.deploy.checkpoint import check_fits, load, loaded_model_info
 from fod_lightning.errors import ConfigError, FODUserError, one_line, print_user_error
+from fod_lightning.utils.checks import WORKERS, check_count, check_given
+from fod_lightning.utils.config_dir import CONFIG_DIR
 
 log = logging.getLogger("fod_lightning")
 USAGE = "python -m fod_lightning.predict ckpt_path=CKPT input=IMAGES output_dir=DIR"
@@ -99,7 +99,7 @@ def load_model(cfg: DictConfig):
     """The fitted module of ``ckpt_path``: a fod_lightning checkpoint, or an authors' checkpoint with
     ``reference_features`` (default: ``<class>.pkl`` beside it, as ``run``) and the backbone given as
     ``model/net/backbone``."""
-    from fod_lightning.official import is_official_checkpoint, load_official
+    from fod_lightning.deploy.authors import is_official_checkpoint, load_official
 
     path = Path(cfg.ckpt_path).expanduser()
     if path.is_file() and is_official_checkpoint(path):
@@ -155,7 +155,7 @@ def predict(cfg: DictConfig) -> dict:
 
 
 def write_outputs(out: Path, name: str, amap: np.ndarray, rgb: np.ndarray, threshold: float | None, title: str) -> None:
-    from fod_lightning.plots import overlay
+    from fod_lightning.reporting.plots import overlay
 
     map_path = out / "maps" / f"{name}.npy"
     map_path.parent.mkdir(parents=True, exist_ok=True)

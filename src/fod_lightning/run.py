@@ -17,21 +17,21 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fod_lightning.categories import categories_of
-from fod_lightning.checkpoint import check_fits, fitted_model_info, loaded_model_info, read_checkpoint
-from fod_lightning.config_checks import check_backbone_node, check_config
-from fod_lightning.config_dir import CONFIG_DIR
-from fod_lightning.ddp_jobs import ddp_job_scope
+from fod_lightning.deploy.authors import is_official_checkpoint, load_official
+from fod_lightning.deploy.checkpoint import check_fits, fitted_model_info, loaded_model_info, read_checkpoint
+from fod_lightning.engine.categories import categories_of
+from fod_lightning.engine.checks import check_backbone_node, check_config
+from fod_lightning.engine.objective import objective_value
 from fod_lightning.errors import ConfigError, FODUserError, one_line, user_error
-from fod_lightning.lit_module import FODLitModule
-from fod_lightning.objective import objective_value
-from fod_lightning.official import is_official_checkpoint, load_official
-from fod_lightning.results import METRICS, VALIDATION_SPLITS, build_results, format_table, write_results
-from fod_lightning.run_info import resolved_config, run_record, sweep_group
+from fod_lightning.launch.ddp_jobs import ddp_job_scope
+from fod_lightning.reporting.results import METRICS, VALIDATION_SPLITS, build_results, format_table, write_results
+from fod_lightning.reporting.run_record import resolved_config, run_record
+from fod_lightning.training.fod_module import FODLitModule
+from fod_lightning.utils.config_dir import CONFIG_DIR
+from fod_lightning.utils.hydra_job import in_multirun, sweep_group
 
 log = logging.getLogger("fod_lightning")
 # The frozen backbone stays in eval mode on purpose.
@@ -255,11 +255,11 @@ def error_line(err: BaseException) -> str:
 
 def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
-    them once, when it ends: ``fod_lightning.sweep_callback``)."""
+    them once, when it ends: ``fod_lightning.launch.sweep_callback``)."""
     title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
-    from fod_lightning.results import format_defect_table
+    from fod_lightning.reporting.results import format_defect_table
 
     if defects := format_defect_table(results):
         print(f"\nper defect type (test split: the normal test images vs each type's images)\n{defects}")
@@ -273,10 +273,6 @@ def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
         from fod_lightning.reporting.wandb_summary import log_summary_run
 
         log_summary_run(summary)
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")

@@ -20,10 +20,10 @@ import torch
 from fod_lightning.bench import baseline
 from fod_lightning.bench.measure import PeakMemory, seconds_per_call
 from fod_lightning.data.textures import TexturesDataModule
-from fod_lightning.feature_cache import compute_maps
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod import FOD
-from fod_lightning.models.losses import phase_objectives, stage_losses
+from fod_lightning.models.fod.losses import phase_objectives, stage_losses
+from fod_lightning.models.fod.model import FOD
+from fod_lightning.training.feature_cache import compute_maps
 
 GIB = 1024**3
 
@@ -271,6 +271,11 @@ def ratios(rows: list[dict]) -> dict[str, float]:
                     row["peak_memory_gib"] / reference["peak_memory_gib"]
                 )
     return out
+
+
+def cli() -> None:
+    """``fod-bench``: :func:`main` returns the record (a dict), not an exit status."""
+    main()
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
-from fod_lightning.models.attention import CorrelationAttention, squared_grid_distances
-from fod_lightning.models.divergence import entropy, kl_divergence
-from fod_lightning.models.fod import FOD, FODStage
+from fod_lightning.models.fod.attention import CorrelationAttention, squared_grid_distances
+from fod_lightning.models.fod.divergence import entropy, kl_divergence
+from fod_lightning.models.fod.model import FOD, FODStage
 
 
 def attention(att: CorrelationAttention, x: torch.Tensor, kv: torch.Tensor, dist: tuple[torch.Tensor, torch.Tensor]):

@@ -13,6 +13,7 @@ from torchmetrics.classification import BinaryAUROC
 from fod_lightning.metrics.aupro import AUPRO
 from fod_lightning.metrics.f1_max import BinaryF1Max
 
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")  # what a job records
 LEVEL_METRICS = {"image": ("auroc", "f1_max"), "pixel": ("auroc", "f1_max", "aupro")}
 
 

@@ -1,6 +1,7 @@
-"""Pure torch FOD model: backbone, I2Correlation transformers, losses, scoring."""
+"""Pure torch anomaly models (tensors in, scores and maps out) and the frozen backbone they share."""
 
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod import FOD, AnomalyPrediction, StageOutput
+from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
+from fod_lightning.models.fod.model import FOD, StageOutput
 
-__all__ = ["FOD", "AnomalyPrediction", "FeatureExtractor", "StageOutput"]
+__all__ = ["FOD", "AnomalyNet", "AnomalyPrediction", "FeatureExtractor", "StageOutput"]

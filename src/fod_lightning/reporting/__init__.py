@@ -6,10 +6,10 @@ Shared by ``python -m fod_lightning.summarize``, the end of a single run and the
 from dataclasses import dataclass
 from pathlib import Path
 
-from fod_lightning.plots import setting_bars
 from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
+from fod_lightning.reporting.plots import setting_bars
+from fod_lightning.reporting.results import READINGS
 from fod_lightning.reporting.tables import setting_table, write_csv, write_markdown
-from fod_lightning.results import READINGS
 
 FIGURE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 

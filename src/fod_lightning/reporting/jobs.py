@@ -7,8 +7,8 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from fod_lightning.results import METRICS, best_values
-from fod_lightning.run_info import config_sha256
+from fod_lightning.reporting.results import METRICS, best_values
+from fod_lightning.reporting.run_record import config_sha256
 
 # Config keys that are not part of a setting: what varies inside one (category, seed) and where things go.
 NOT_SETTINGS = ("seed", "data.category", "task_name", "optimized_metric", "paths", "hydra", "logger", "callbacks",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fod_lightning.reporting.jobs import Job, Row, Setting, setting_key
-from fod_lightning.results import DEFECT_METRICS, METRICS, READINGS
+from fod_lightning.reporting.results import DEFECT_METRICS, METRICS, READINGS
 
 
 @dataclass

@@ -7,9 +7,9 @@ updates the same run instead of adding one.
 import hashlib
 from pathlib import Path
 
+from fod_lightning.reporting.results import METRICS
 from fod_lightning.reporting.tables import Stat
-from fod_lightning.results import METRICS
-from fod_lightning.utils.wandb_mode import require_wandb, resolve_mode, staging_inside
+from fod_lightning.reporting.wandb_logger import require_wandb, resolve_mode, staging_inside
 
 
 def summary_run_id(folder: Path) -> str:

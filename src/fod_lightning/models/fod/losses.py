@@ -5,7 +5,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from fod_lightning.models.encoder import BranchDiscrepancy
+from fod_lightning.models.fod.encoder import BranchDiscrepancy
 
 
 @dataclass

@@ -15,7 +15,8 @@ import json
 import math
 from pathlib import Path
 
-METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
+from fod_lightning.metrics.collection import METRICS
+
 DEFECT_METRICS = ("image_auroc", "pixel_aupro")
 READINGS = {
     "test": "the test split, scored by the model test_ckpt names (headline)",
@@ -61,7 +62,7 @@ def build_results(
     run: dict | None = None,
     notes: list[str] | None = None,
 ) -> dict:
-    """The results of one job; ``run`` is :func:`fod_lightning.run_info.run_record`'s section."""
+    """The results of one job; ``run`` is :func:`fod_lightning.reporting.run_record.run_record`'s section."""
     return {
         "benchmark": benchmark,
         "backbone": backbone,

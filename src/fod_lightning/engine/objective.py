@@ -10,7 +10,7 @@ Names say where the number was measured:
 import math
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.results import METRICS
+from fod_lightning.reporting.results import METRICS
 
 SPLITS = ("val", "test")
 

@@ -1,5 +1,7 @@
 """The FOD model: frozen backbone, one I2Correlation transformer per stage, anomaly scoring."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -7,13 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.models.attention import CorrelationAttention
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.correlation import grid_offsets
-from fod_lightning.models.embedding import Embedding2D
-from fod_lightning.models.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer
-from fod_lightning.models.reference import ReferenceFeatures
-from fod_lightning.models.scoring import SCORES, anomaly_map, image_scores, patch_scores
+from fod_lightning.models.base import AnomalyNet
+from fod_lightning.models.fod.attention import CorrelationAttention
+from fod_lightning.models.fod.correlation import grid_offsets
+from fod_lightning.models.fod.embedding import Embedding2D
+from fod_lightning.models.fod.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer
+from fod_lightning.models.fod.reference import ReferenceFeatures
+from fod_lightning.models.fod.scoring import SCORES, anomaly_map, image_scores, patch_scores
 
 
 @dataclass
@@ -25,14 +28,6 @@ class StageOutput:
     intra: BranchDiscrepancy  # per layer (B, L) row statistics; empty when off or not asked for
     inter: BranchDiscrepancy
     grid: tuple[int, int]  # (h, w)
-
-
-@dataclass
-class AnomalyPrediction:
-    """anomaly_map (B, H, W) un-smoothed mean over stages; image_score (B,) max of the blurred map."""
-
-    anomaly_map: torch.Tensor
-    image_score: torch.Tensor
 
 
 class FODStage(nn.Module):
@@ -109,7 +104,7 @@ class FODStage(nn.Module):
         return StageOutput(tokens, self.projection(x), intra, inter, grid)
 
 
-class FOD(nn.Module):
+class FOD(AnomalyNet):
     """Focus the Discrepancy (Yao et al., ICCV 2023) as a pure torch model.
 
     Args:
@@ -122,7 +117,7 @@ class FOD(nn.Module):
             else reconstruction only).
         blur_sigma: Gaussian sigma (pixels) smoothing the map before the image score (max).
         block_elements: size of the fused correlation's blocks (None: chosen by device; see
-            :mod:`fod_lightning.models.correlation`).
+            :mod:`fod_lightning.models.fod.correlation`).
         compile_correlation: run the fused correlation's block kernels through ``torch.compile``.
     """
 
@@ -213,15 +208,22 @@ class FOD(nn.Module):
         """
         statistics = frozenset({self.score}) & BRANCHES
         outputs = self.forward(images, statistics)
-        maps = [self.patch_scores(out).float().view(-1, *out.grid) for out in outputs]
+        # float32 at least (bf16 / half under autocast), float64 kept: the authors' arithmetic in a float64 model
+        maps = [at_least_float32(self.patch_scores(out)).view(-1, *out.grid) for out in outputs]
         amap = anomaly_map(maps, tuple(images.shape[-2:]))
         return image_scores(amap, self.blur_sigma), amap
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> AnomalyPrediction:
-        """:meth:`score_images` without gradients, as an :class:`AnomalyPrediction`."""
-        image_score, amap = self.score_images(images)
-        return AnomalyPrediction(amap, image_score)
+    @contextmanager
+    def export_mode(self) -> Iterator[None]:
+        """The scoring branch on plain tensor operations (the fused kernel's autograd.Function cannot be traced)."""
+        modules = [m for m in self.modules() if isinstance(m, CorrelationAttention)]
+        before = [m.fused for m in modules]
+        self.use_fused_correlation(False)
+        try:
+            yield
+        finally:
+            for module, fused in zip(modules, before):
+                module.fused = fused
 
     def use_fused_correlation(self, fused: bool) -> None:
         """``False``: the scoring branch materialises its correlations with plain tensor operations
@@ -229,3 +231,7 @@ class FOD(nn.Module):
         for module in self.modules():
             if isinstance(module, CorrelationAttention):
                 module.fused = fused
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))

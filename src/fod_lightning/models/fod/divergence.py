@@ -1,7 +1,7 @@
 """KL divergence and entropy of row distributions, as the authors define them (eps inside the logs).
 
 These are the straightforward formulas on materialised (B, H, L, S) tensors. The training and scoring
-paths use the fused row reductions of :mod:`fod_lightning.models.correlation`, which equal them; these
+paths use the fused row reductions of :mod:`fod_lightning.models.fod.correlation`, which equal them; these
 remain for tests, ablations with dropout and the benchmark's baseline.
 """
 

@@ -3,7 +3,7 @@
 The authors save per category:
 
 - ``<class>-img.pth`` / ``<class>-pix.pth``: ``{"state_dict": [stage0, stage1]}``, one state dict per stage
-  (stage0 at stride 8, stage1 at stride 16) whose names are those of :class:`~fod_lightning.models.fod.FODStage`.
+  (stage0 at stride 8, stage1 at stride 16) whose names are those of :class:`~fod_lightning.models.fod.model.FODStage`.
 - ``<class>.pkl``: a pickled (ordered) dict of float32 numpy arrays ``layer0`` (stride 4), ``layer1``
   (stride 8), ``layer2`` (stride 16), each (C, h * w): the positional mean of the pooled training features.
 
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from fod_lightning.checkpoint import CheckpointError
+from fod_lightning.deploy.checkpoint import CheckpointError
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod import FOD
+from fod_lightning.models.fod.model import FOD
 
 if TYPE_CHECKING:
-    from fod_lightning.lit_module import FODLitModule
+    from fod_lightning.training.fod_module import FODLitModule
 
 SUFFIXES = ("-img.pth", "-pix.pth")  # the authors' best-image-AUROC and best-pixel-AUROC checkpoints
 # Backbone stage channels at strides (8, 16) of the backbones of conf/model/net/backbone, for hints.
@@ -223,7 +223,7 @@ def _load_stage(stage: torch.nn.Module, state: dict[str, torch.Tensor], i: int, 
 def load_official(
     ckpt_path: str | Path, reference_path: str | Path | None, backbone: FeatureExtractor, resize: str = "square"
 ) -> "FODLitModule":
-    """An authors' checkpoint as a :class:`~fod_lightning.lit_module.FODLitModule` in eval mode (on CPU).
+    """An authors' checkpoint as a :class:`~fod_lightning.training.fod_module.FODLitModule` in eval mode (on CPU).
 
     Args:
         ckpt_path: ``<class>-img.pth`` or ``<class>-pix.pth``.
@@ -235,7 +235,7 @@ def load_official(
         The module, with ``.contract`` (image size read from the reference), ``.fitted_on`` (category from
         the file name) and ``.thresholds`` None. ``model.net.score_images(images)`` scores images.
     """
-    from fod_lightning.lit_module import FODLitModule
+    from fod_lightning.training.fod_module import FODLitModule
 
     ckpt_path = Path(ckpt_path).expanduser()
     category = _category(ckpt_path)

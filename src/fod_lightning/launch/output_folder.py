@@ -19,8 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from fod_lightning.config_checks import check_given
 from fod_lightning.errors import FODUserError
+from fod_lightning.utils.checks import check_given
 
 RANK_VARIABLES = ("LOCAL_RANK", "RANK", "SLURM_PROCID")  # Lightning's re-run ranks, torchrun, srun tasks
 

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.run_info import job_info
+from fod_lightning.utils.hydra_job import job_info
 
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 

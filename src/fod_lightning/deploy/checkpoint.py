@@ -1,6 +1,6 @@
 """Reading fitted-model checkpoints safely, rebuilding them alone, and refusing mismatched use.
 
-A checkpoint written by :class:`fod_lightning.lit_module.FODLitModule` holds, besides the weights and the
+A checkpoint written by :class:`fod_lightning.training.fod_module.FODLitModule` holds, besides the weights and the
 reference features: ``hyper_parameters["net"]`` (the net's config), and ``fod`` = ``{"contract": image
 size, resize rule, mean, std; "fitted_on": benchmark, category, root; "thresholds": ...}``. Nothing is
 unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
@@ -130,12 +130,12 @@ def loaded_model_info(model) -> dict:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The fitted :class:`~fod_lightning.lit_module.FODLitModule` of a checkpoint, in eval mode: its net,
+    """The fitted :class:`~fod_lightning.training.fod_module.FODLitModule` of a checkpoint, in eval mode: its net,
     data contract (``.contract``), what it was fitted on (``.fitted_on``) and thresholds (``.thresholds``).
 
     ``image_score, anomaly_map = model.net.score_images(images)`` scores images normalised per the contract.
     """
-    from fod_lightning.lit_module import FODLitModule
+    from fod_lightning.training.fod_module import FODLitModule
 
     fitted_model_info(read_checkpoint(path), path)  # one-line errors before Lightning reads it
     model = FODLitModule.load_from_checkpoint(Path(path).expanduser(), map_location=map_location, weights_only=True)

@@ -7,7 +7,7 @@ an editable install (``pip install -e .``) read ``conf/`` beside ``src/`` direct
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fod_lightning/
 
 
 def config_dir() -> Path:

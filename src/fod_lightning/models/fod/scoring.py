@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from fod_lightning.models.encoder import BranchDiscrepancy
+from fod_lightning.models.fod.encoder import BranchDiscrepancy
 from fod_lightning.models.smoothing import gaussian_blur
 
 SCORES = ("auto", "inter", "intra", "rec")

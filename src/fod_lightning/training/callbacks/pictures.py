@@ -15,8 +15,8 @@ from torchmetrics.functional.classification import binary_auroc, binary_roc
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fod_lightning.metrics import BinaryF1Max
 from fod_lightning.metrics.aupro import AUPRO
-from fod_lightning.plots import loss_curves, panel, pro_curve, roc_and_histogram
-from fod_lightning.utils.wandb_mode import staging_inside
+from fod_lightning.reporting.plots import loss_curves, panel, pro_curve, roc_and_histogram
+from fod_lightning.reporting.wandb_logger import staging_inside
 
 FPR_LIMIT = 0.3
 OPTIMISTIC = "test split's own F1-max threshold (optimistic)"

@@ -5,14 +5,15 @@ from collections.abc import Callable, Mapping
 import torch
 from lightning import LightningModule
 
-from fod_lightning.calibration import CalibrationSettings, normal_thresholds
 from fod_lightning.data.batch import Batch
 from fod_lightning.errors import ConfigError, FODUserError
-from fod_lightning.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.metrics import AnomalyMetrics
-from fod_lightning.models.fod import FOD, AnomalyPrediction
-from fod_lightning.models.losses import phase_objectives, stage_losses, training_objective
-from fod_lightning.models.reference import mean_feature_maps
+from fod_lightning.metrics.thresholds import CalibrationSettings, normal_thresholds
+from fod_lightning.models.base import AnomalyPrediction
+from fod_lightning.models.fod.losses import phase_objectives, stage_losses, training_objective
+from fod_lightning.models.fod.model import FOD
+from fod_lightning.models.fod.reference import mean_feature_maps
+from fod_lightning.training.feature_cache import FeatureCache, compute_maps, file_identity
 
 EVAL_STAGES = ("val", "test")
 
@@ -44,8 +45,8 @@ class FODLitModule(LightningModule):
             (constant memory; see :class:`fod_lightning.metrics.AnomalyMetrics`).
         feature_cache: ``memory`` (default) computes the training images' backbone features once per
             category when nothing augments them, ``disk`` also keeps them in ``feature_cache_dir`` for
-            later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.feature_cache`).
-        calibration: how the saved decision thresholds are chosen (:mod:`fod_lightning.calibration`).
+            later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.training.feature_cache`).
+        calibration: how the saved decision thresholds are chosen (:mod:`fod_lightning.metrics.thresholds`).
         legacy_zero_grad: reproduce the authors' torch-1.13 dynamics: one optimizer step per stage after
             ``zero_grad(set_to_none=False)``, so each step also gives the other stage a momentum-only
             Adam update (their ``zero_grad()`` zero-filled gradients instead of clearing them).
@@ -235,7 +236,7 @@ class FODLitModule(LightningModule):
 
     # -------------------------------------------------------------------------------- checkpoints
     def calibrate(self) -> dict | None:
-        """Thresholds for the current weights (see :mod:`fod_lightning.calibration`), once per step."""
+        """Thresholds for the current weights (see :mod:`fod_lightning.metrics.thresholds`), once per step."""
         settings, datamodule = self.calibration, self.trainer.datamodule
         if settings.source == "none" or datamodule is None:
             return None

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fod_lightning.models.attention import CorrelationAttention
-from fod_lightning.models.correlation import RowDiscrepancy
+from fod_lightning.models.fod.attention import CorrelationAttention
+from fod_lightning.models.fod.correlation import RowDiscrepancy
 
 BRANCHES = frozenset({"intra", "inter"})  # the correlation branches whose row statistics can be asked for
 

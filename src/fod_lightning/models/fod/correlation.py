@@ -20,7 +20,7 @@ from functools import cache
 
 import torch
 
-from fod_lightning.models.divergence import EPS
+from fod_lightning.models.fod.divergence import EPS
 
 CPU_BLOCK_ELEMENTS = 1 << 19  # a block of B*H*rows*S floats per temporary: cache-sized on a CPU
 GPU_BLOCK_ELEMENTS = 1 << 26  # few, large blocks on a GPU (kernel launches dominate small ones)

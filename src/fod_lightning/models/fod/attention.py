@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fod_lightning.errors import ConfigError
-from fod_lightning.models.correlation import RowDiscrepancy, fused_correlation
-from fod_lightning.models.divergence import entropy, kl_divergence
+from fod_lightning.models.fod.correlation import RowDiscrepancy, fused_correlation
+from fod_lightning.models.fod.divergence import entropy, kl_divergence
 
 
 def squared_grid_distances(grid: tuple[int, int], device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,45 @@
+"""Per defect type: each type's image AUROC against the normal images, and its pixel AUPRO."""
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from fod_lightning.metrics.aupro import AUPRO
+
+FPR_LIMIT = 0.3
+
+
+def aupro_and_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Exact AUPRO up to FPR 0.3 (the project's metric) and the PRO curve it integrates (FPR, PRO).
+
+    Args:
+        maps: (N, H, W) anomaly maps. masks: (N, H, W) binary ground truth.
+    """
+    metric = AUPRO(fpr_limit=FPR_LIMIT, sync_on_compute=False)
+    metric.update(torch.from_numpy(maps), torch.from_numpy(masks))
+    normal, weight = metric._exact_counts()  # cumulative counts at every distinct score, descending
+    fpr = np.concatenate([[0.0], (normal / normal[-1]).numpy()])
+    pro = np.concatenate([[0.0], (weight / int(metric.num_regions)).numpy()])
+    return float(metric.compute()), fpr, pro
+
+
+def defect_metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, masks: np.ndarray,
+                   defects: list[str]) -> dict[str, dict]:  # fmt: skip
+    """Per defect type: image AUROC (normal test images vs this type's images), pixel AUPRO over the maps of
+    those images (only where this type has ground-truth regions) and the number of this type's images.
+
+    Args:
+        scores: (N,) image scores. labels: (N,) 1 = anomalous. maps, masks: (N, H, W). defects: N type names.
+    """
+    normal, kinds = labels == 0, np.array(defects)
+    result = {}
+    for kind in sorted(set(kinds[labels == 1])):
+        chosen = normal | ((kinds == kind) & (labels == 1))
+        numbers = {}
+        if normal.any():
+            auroc = binary_auroc(torch.from_numpy(scores[chosen]), torch.from_numpy(labels[chosen]))
+            numbers["image_auroc"] = float(auroc)
+        if masks[chosen].any() and not masks[chosen].all():
+            numbers["pixel_aupro"] = aupro_and_curve(maps[chosen], masks[chosen])[0]
+        result[str(kind)] = numbers | {"num_images": int((chosen & ~normal).sum())}
+    return result

@@ -1,0 +1,201 @@
+"""Decision thresholds saved with a fitted model: anomalous when the score exceeds them.
+
+``normal`` (default): a quantile of the scores of normal images the model was not trained on (the held-out
+calibration images, see ``data.calibration_fraction``): ``image_quantile`` of their image scores and
+``pixel_quantile`` of all their anomaly-map pixels. It needs no defect examples; the expected false-alarm
+rate on normal parts is about ``1 - quantile``.
+
+``val_f1``: the F1-max thresholds of the labelled validation split of ``data.val_protocol=from_train``
+(held-out normal images and synthetic-defect copies). Under ``paper`` the validation split is the test
+split, and thresholds are never chosen on it.
+
+``none``: no thresholds; ``predict`` then needs ``threshold=``.
+
+:class:`Thresholds` is the one place that holds them: a model's calibrated thresholds (saved with its weights),
+the F1-max thresholds of its last validation, the choice its pictures show and the labels ``predict`` gives. A
+score at or above a threshold is anomalous (the rule of the F1-max thresholds).
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fod_lightning.errors import ConfigError
+from fod_lightning.metrics.f1_max import BinaryF1Max
+
+SOURCES = ("normal", "val_f1", "none")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """``model.calibration``: how thresholds are chosen (see the module docstring)."""
+
+    source: str = "normal"
+    image_quantile: float = 0.99
+    pixel_quantile: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"model.calibration.source={self.source!r} is unknown; use one of {SOURCES}")
+        for key in ("image_quantile", "pixel_quantile"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ConfigError(f"model.calibration.{key}={getattr(self, key)} must be in (0, 1]")
+
+    def check_protocol(self, val_protocol: str) -> None:
+        if self.source == "val_f1" and val_protocol != "from_train":
+            raise ConfigError(
+                "model.calibration.source=val_f1 needs data.val_protocol=from_train: under paper the "
+                "validation split is the test split, and thresholds are never chosen on it"
+            )
+
+
+@torch.no_grad()
+def normal_thresholds(
+    score_images: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    images: Iterable[torch.Tensor],
+    image_quantile: float,
+    pixel_quantile: float,
+) -> dict:
+    """Quantiles of the image scores and map pixels of normal images.
+
+    Args:
+        score_images: images (B, 3, H, W) -> (image_score (B,), anomaly_map (B, H, W)).
+        images: batches of normalised normal images.
+    """
+    scores, maps = [], []
+    for batch in images:
+        score, amap = score_images(batch)
+        scores.append(score.float().cpu().numpy())
+        maps.append(amap.float().cpu().numpy().ravel())
+    if not scores:
+        raise ValueError("threshold calibration needs at least one normal image")
+    scores = np.concatenate(scores)
+    return {
+        "image": float(np.quantile(scores, image_quantile)),
+        "pixel": float(np.quantile(np.concatenate(maps), pixel_quantile)),
+        "num_images": int(len(scores)),
+    }
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One decision threshold (None: there is none) and where it came from, in words."""
+
+    value: float | None
+    source: str
+
+    def text(self) -> str:
+        return f"threshold {self.value:.4g} ({self.source})" if self.value is not None else self.source
+
+
+OPTIMISTIC = "test split's own F1-max threshold (optimistic)"
+KINDS = ("image", "pixel")
+LABELS = ("normal", "anomalous")
+
+
+class Thresholds:
+    """The decision thresholds of one model.
+
+    ``calibrated``: the record saved with the weights (``image``, ``pixel``, ``source``, and for ``normal`` the
+    quantiles, ``num_images`` and ``held_out``), or None. ``validation``: the F1-max thresholds of the last
+    validation epoch (``image``, ``pixel``, ``epoch``), or None.
+    """
+
+    def __init__(self, settings: CalibrationSettings | None = None, calibrated: dict | None = None) -> None:
+        self.settings = settings or CalibrationSettings()
+        self.calibrated = calibrated
+        self.validation: dict | None = None
+        self._calibrated_step: int | None = None
+
+    @property
+    def image(self) -> float | None:
+        return (self.calibrated or {}).get("image")
+
+    @property
+    def pixel(self) -> float | None:
+        return (self.calibrated or {}).get("pixel")
+
+    def record_validation(self, image: float | None, pixel: float | None, epoch: int) -> None:
+        self.validation = {"image": image, "pixel": pixel, "epoch": epoch}
+
+    def calibrate(self, score_images: Callable, batches: Callable[[], Iterable[torch.Tensor]], held_out: bool,
+                  epoch: int, step: int) -> dict | None:  # fmt: skip
+        """The thresholds of the current weights, per :class:`CalibrationSettings` (computed once per ``step``).
+
+        Args:
+            score_images: normalised images (B, 3, H, W) -> (image_score (B,), anomaly_map (B, H, W)).
+            batches: yields batches of the calibration images (held-out normals), called only when needed.
+            held_out: whether those images were held out from training.
+        """
+        settings = self.settings
+        if settings.source == "none":
+            return None
+        if self._calibrated_step == step and self.calibrated is not None:
+            return self.calibrated
+        record = {"source": settings.source, "epoch": epoch, "step": step}
+        if settings.source == "val_f1":
+            if self.validation is None:
+                return None
+            record |= {**self.validation, "split": "validation (from_train)"}
+        else:
+            found = normal_thresholds(score_images, batches(), settings.image_quantile, settings.pixel_quantile)
+            record |= found | {"image_quantile": settings.image_quantile, "pixel_quantile": settings.pixel_quantile,
+                               "held_out": held_out}  # fmt: skip
+        self.calibrated, self._calibrated_step = record, step
+        return record
+
+    def describe(self, kind: str) -> str:
+        """Where the calibrated ``kind`` threshold came from, in words (for panels and plots)."""
+        saved = self.calibrated or {}
+        if saved.get("source") == "normal":
+            where = "held-out normal images" if saved.get("held_out") else "normal training images (not held out)"
+            return f"calibrated on {saved.get('num_images', '?')} {where}, quantile {saved.get(f'{kind}_quantile')}"
+        if saved.get("source") == "val_f1":
+            return "calibrated: validation F1-max, from_train"
+        return f"calibrated ({saved.get('source')})"
+
+    def choose(self, kind: str, val_protocol: str, values: np.ndarray, targets: np.ndarray) -> Threshold:
+        """The ``kind`` threshold to show on test pictures, and where it came from: the calibrated one; else, under
+        ``from_train``, the last validation's F1-max threshold; else the F1-max threshold of ``values`` against
+        ``targets`` themselves (optimistic: chosen on what it is shown on)."""
+        saved = (self.calibrated or {}).get(kind)
+        if saved is not None:
+            return Threshold(float(saved), self.describe(kind))
+        if val_protocol == "from_train" and (self.validation or {}).get(kind) is not None:
+            return Threshold(float(self.validation[kind]), "validation F1-max threshold, from_train")
+        if targets.any() and not targets.all():
+            return Threshold(f1_max_threshold(values, targets), OPTIMISTIC)
+        return Threshold(None, f"no {kind} threshold: none calibrated, and no ground truth to choose one")
+
+    def for_decisions(self, image: float | None = None, pixel: float | None = None) -> tuple[Threshold, Threshold]:
+        """The image and pixel thresholds of decisions (``predict``): the given values, else the calibrated ones."""
+        chosen = []
+        for kind, given in zip(KINDS, (image, pixel)):
+            if given is not None:
+                chosen.append(Threshold(float(given), f"{kind}_threshold given"))
+            elif (self.calibrated or {}).get(kind) is not None:
+                chosen.append(Threshold(float(self.calibrated[kind]), self.describe(kind)))
+            else:
+                chosen.append(Threshold(None, f"no {kind} threshold"))
+        return chosen[0], chosen[1]
+
+
+def is_anomalous(score: float, threshold: float | None) -> bool | None:
+    """The decision rule of every threshold: anomalous at or above it (None without a threshold)."""
+    return None if threshold is None else bool(score >= threshold)
+
+
+def label(score: float, threshold: float | None) -> str:
+    """``normal`` / ``anomalous`` by :func:`is_anomalous`, ``""`` without a threshold."""
+    decision = is_anomalous(score, threshold)
+    return "" if decision is None else LABELS[int(decision)]
+
+
+def f1_max_threshold(values: np.ndarray, targets: np.ndarray) -> float:
+    """The threshold of the maximum F1 of scores ``values`` against binary ``targets`` (any shapes, flattened)."""
+    f1 = BinaryF1Max(sync_on_compute=False)  # one process draws: no cross-process sync
+    f1.update(torch.from_numpy(values).flatten(), torch.from_numpy(targets).flatten().bool())
+    f1.compute()
+    return float(f1.threshold)

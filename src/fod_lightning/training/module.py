@@ -1,0 +1,173 @@
+"""The LightningModule side every anomaly model shares: evaluation, thresholds, data contract, checkpoints."""
+
+import importlib
+import sys
+from collections.abc import Mapping
+
+from lightning import LightningModule
+
+from fod_lightning.data.batch import Batch
+from fod_lightning.data.contract import DataContract
+from fod_lightning.errors import ConfigError
+from fod_lightning.metrics.evaluator import Evaluator
+from fod_lightning.metrics.thresholds import CalibrationSettings, Thresholds
+from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
+
+CHECKPOINT_FORMAT = 2  # version of the "fod" entry of checkpoints; 2 names the module class
+
+
+class AnomalyModule(LightningModule):
+    """Base of every model's LightningModule. A subclass builds its pure torch ``net`` (an
+    :class:`~fod_lightning.models.base.AnomalyNet`), saves its hyper-parameters with ``self.save_hyperparameters``
+    and ``self.hparams["net"] = net.config``, and adds its training (``training_step``, ``configure_optimizers``,
+    or a fit of statistics in :meth:`fit_start`). Everything else is here:
+
+    - validation and test: ``net.score_images`` on each batch into the :class:`Evaluator` (metrics, best epochs,
+      per-defect numbers; :meth:`results` is what a job records);
+    - ``thresholds``: the one :class:`Thresholds` component, calibrated for the weights each checkpoint holds;
+    - ``contract``: the :class:`DataContract` of the data it was fitted on, checked against the net's normalisation;
+    - checkpoints that rebuild alone (:func:`fod_lightning.load`): the module's class, the net's config, the
+      contract, what it was fitted on and the thresholds.
+
+    Args:
+        net: the torch model.
+        pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``.
+        calibration: how the saved decision thresholds are chosen (:class:`CalibrationSettings`).
+        contract, fitted_on, thresholds: of a model fitted elsewhere (an authors' checkpoint); a fit sets them.
+    """
+
+    def __init__(
+        self,
+        net: AnomalyNet,
+        pixel_thresholds: int | None = None,
+        pixel_score_range: tuple[float, float] = (0.0, 1.0),
+        calibration: Mapping | None = None,
+        contract: DataContract | None = None,
+        fitted_on: dict | None = None,
+        thresholds: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.evaluator = Evaluator(pixel_thresholds, pixel_score_range)
+        self.thresholds = Thresholds(CalibrationSettings(**dict(calibration or {})), thresholds)
+        self.contract = contract
+        self.fitted_on = fitted_on
+
+    # ------------------------------------------------------------------------------------------ fitting
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.evaluator.setup(getattr(datamodule, "has_masks", True), self.device)
+
+    def on_fit_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        contract = datamodule.contract
+        self.check_normalisation(contract)
+        self.thresholds.settings.check_protocol(datamodule.val_protocol)
+        self.contract, self.fitted_on = contract, datamodule.fitted_on
+        self.fit_start(datamodule)
+
+    def fit_start(self, datamodule) -> None:
+        """What a model fits from its data before the first training step (reference features, a memory bank)."""
+
+    def check_normalisation(self, contract: DataContract) -> None:
+        """The data must be normalised as the net's backbone expects (the data contract)."""
+        expected = self.net.normalisation
+        if expected is None or (contract.mean, contract.std) == expected:
+            return
+        name = getattr(getattr(self.net, "backbone", None), "name", "the backbone")
+        raise ConfigError(
+            f"data normalises with mean {list(contract.mean)} std {list(contract.std)} but backbone {name} expects "
+            f"mean {list(expected[0])} std {list(expected[1])}: set data.mean/std to model.net.backbone.mean/std "
+            "(the run config does this by default)"
+        )
+
+    # --------------------------------------------------------------------------------------- evaluation
+    def eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
+        pred = self.net.predict(batch.image)
+        self.evaluator.update(stage, pred.image_score, pred.anomaly_map, batch)
+        return pred
+
+    def eval_epoch_end(self, stage: str) -> None:
+        sanity = self.trainer.sanity_checking
+        values = self.evaluator.compute(stage, self.current_epoch, track_best=not sanity)
+        if stage == "val":  # for pictures under from_train and the val_f1 calibration
+            self.thresholds.record_validation(**self.evaluator.f1_thresholds, epoch=self.current_epoch)
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
+            if stage == "val" and not sanity:
+                self.log(f"{stage}/{name}_best", self.evaluator.best[f"{stage}/{name}"][0])
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
+        return self.eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.eval_epoch_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluator.start("test")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
+        return self.eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.eval_epoch_end("test")
+
+    def results(self) -> dict:
+        """Everything a job records of this model (see :meth:`Evaluator.results`)."""
+        return self.evaluator.results()
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def calibrate(self) -> dict | None:
+        """Thresholds for the current weights, on the datamodule's calibration images (once per step)."""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            return None
+
+        def batches():
+            return (b.image.to(self.device) for b in datamodule.calibration_dataloader())
+
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            return self.thresholds.calibrate(self.net.score_images, batches, datamodule.calibration_held_out,
+                                             self.current_epoch, self.global_step)  # fmt: skip
+        finally:
+            self.net.train(was_training)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fod_best"] = dict(self.evaluator.best)
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            self.calibrate()
+        cls = type(self)
+        checkpoint["fod"] = {"format": CHECKPOINT_FORMAT, "module": f"{cls.__module__}.{cls.__qualname__}",
+                             "contract": self.contract.to_dict() if self.contract else None,
+                             "fitted_on": self.fitted_on, "thresholds": self.thresholds.calibrated}  # fmt: skip
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is not None and self._trainer.state.fn == "fit":  # resuming: the run's best epochs so far
+            self.evaluator.best = dict(checkpoint.get("fod_best", {}))
+        meta = checkpoint.get("fod") or {}
+        self.contract = DataContract.from_dict(meta["contract"]) if meta.get("contract") else None
+        self.fitted_on = meta.get("fitted_on")
+        self.thresholds.calibrated = meta.get("thresholds")
+
+
+def module_class(path: str) -> type[AnomalyModule]:
+    """The AnomalyModule class a checkpoint names (``package.module.Class``), as a Hydra ``_target_``: its installed
+    module is imported (no code from the file runs; standard-library modules are never imported for it), and a
+    name that is not an AnomalyModule is refused."""
+    module_name, _, name = str(path).rpartition(".")
+    if module_name.split(".")[0] in sys.stdlib_module_names:
+        raise ConfigError(
+            f"the checkpoint names {path} as its model class, which is not a fod_lightning model: not loaded"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(
+            f"the checkpoint's model class {path} cannot be imported ({type(err).__name__}): install the package "
+            "that defines it"
+        ) from err
+    if not (isinstance(cls, type) and issubclass(cls, AnomalyModule)):
+        raise ConfigError(f"the checkpoint names {path}, which is not a fod_lightning AnomalyModule: not loaded")
+    return cls
