@@ -4,16 +4,12 @@ import atexit
 import os
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from fod_lightning.run import CONFIG_DIR
+from helpers.configs import TINY, TINY_TEXTURES, compose_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 # Generated data and caches of every test, CLI subprocesses included, go to a throw-away folder, never the
@@ -26,43 +22,6 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # with 1). One thread here and in every subprocess (CLI runs, DDP ranks, sweep workers).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
-
-# A tiny embedded benchmark.
-TINY_TEXTURES = [
-    "data.n_train=4",
-    "data.n_test_good=2",
-    "data.n_test_per_defect=1",
-    "data.crop_size=64",
-]
-# A tiny but complete FOD: real lite0 backbone, small transformers, one epoch, 32 px.
-TINY = [
-    "data.image_size=32",
-    "data.eval_batch_size=4",
-    "data.num_workers=0",
-    "model.net.d_models=[16,32]",
-    "model.net.depth=1",
-    "model.net.n_heads=2",
-    "trainer.max_epochs=1",
-    "trainer.log_every_n_steps=1",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-    "trainer.accelerator=cpu",
-]
-
-
-def compose_config(tmp_path: Path, overrides: list[str]):
-    """The run config as Hydra would build it, with every output under ``tmp_path``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("run", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(tmp_path)
-        cfg.paths.cache_dir = str(tmp_path)  # generated data in tmp_path/data, not the user's cache
-        cfg.paths.output_dir = str(tmp_path / "out")
-        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture

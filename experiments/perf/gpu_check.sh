@@ -16,9 +16,9 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 WANDB_MODE=offline FOD_R
   python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', lightning.__version__, 'timm', timm.__version__)"
   date -u; } | tee "$OUT/gpu.txt"
 step tests && echo "== fused correlation on the GPU, eager and compiled, against the float64 formulas" &&
-timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_correlation.py -k gpu 2>&1 | tail -2 | tee "$OUT/tests.txt"
+timeout 70 python3 -m pytest -q -p no:cacheprovider tests/unit/models/test_correlation.py -k gpu 2>&1 | tail -2 | tee "$OUT/tests.txt"
 step determinism && echo "== trainer=gpu trainer.deterministic=true: two runs agree (eager and compiled kernels)" &&
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_faults.py -k gpu 2>&1 | tail -2 | tee "$OUT/determinism.txt"
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/integration/test_faults.py -k gpu 2>&1 | tail -2 | tee "$OUT/determinism.txt"
 step bench && echo "== benchmark" &&
 timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/cache/fod_lightning/data/fod_textures \
   --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \

@@ -1,6 +1,4 @@
-"""User-facing errors: bad input or configuration. The run entry prints them as one line."""
-
-import sys
+"""User-facing errors: bad input or configuration. Every command prints them as one line (utils.entry)."""
 
 
 class FODUserError(Exception):
@@ -9,6 +7,10 @@ class FODUserError(Exception):
 
 class ConfigError(FODUserError, ValueError):
     """A configuration value is invalid."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file is missing, not plain data, or not one fod_lightning can load."""
 
 
 def one_line(err: BaseException) -> str:
@@ -22,16 +24,6 @@ def one_line(err: BaseException) -> str:
     return last.removeprefix(prefix).removeprefix(f"{type(err).__name__}: ") if len(lines) > 1 else last
 
 
-def print_user_error(err: BaseException) -> "FODUserError":
-    """An entry point's ending: a user error is printed as one line ``error: ...`` on stderr and returned (the
-    caller exits); anything else is re-raised with its traceback."""
-    cause = user_error(err)
-    if cause is None:
-        raise err
-    print(f"error: {one_line(cause)}", file=sys.stderr)
-    return cause
-
-
 def user_error(err: BaseException) -> FODUserError | None:
     """The user error behind ``err`` (Hydra wraps constructor errors in InstantiationException)."""
     while err is not None:
@@ -39,3 +31,11 @@ def user_error(err: BaseException) -> FODUserError | None:
             return err
         err = err.__cause__
     return None
+
+
+def error_line(err: BaseException) -> str:
+    """A user error's one line, or the type and the whole message of another error, on one line."""
+    cause = user_error(err)
+    if cause is not None:
+        return one_line(cause)
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]

@@ -1,200 +1,28 @@
 """Export a fitted model to ONNX, checked against the torch model, with its preprocessing contract beside it.
 
 python -m fod_lightning.export ckpt_path=CKPT output=model.onnx
+python -m fod_lightning.export ckpt_path=bottle-pix.pth reference_features=bottle.pkl \\
+    model/net/backbone=wide_resnet50_2 output=bottle.onnx                # an authors' checkpoint
 
-Writes ``model.onnx`` (input ``images`` (N, 3, S, S) float32, normalised per the contract; outputs ``image_score``
-(N,) and ``anomaly_map`` (N, S, S); N is dynamic) and ``model.json`` (image size, resize rule, mean, std,
-thresholds, input/output names and shapes, what the model was fitted on, versions, opset, measured parity).
-Before anything is written, onnxruntime scores random normalised images and must match ``FOD.score_images`` to
-``rtol`` (relative error max|onnx - torch| / max|torch|, per output). Both files are written atomically. Exit
-codes: 0 done; 1 parity failed (nothing written); 2 a user error (one line on stderr).
-
-The torch.onnx dynamo exporter (``torch.export`` + onnxscript) is used, at opset 18, torchlib's own opset.
+Exit codes: 0 done; 1 the parity check failed (nothing written); 2 a user error (one line on stderr). The work is
+:func:`fod_lightning.deploy.onnx.export`.
 """
 
-import json
-import logging
-import os
-import sys
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
-from torch import nn
 
-import fod_lightning
-from fod_lightning.deploy.checkpoint import load
-from fod_lightning.errors import ConfigError, FODUserError, print_user_error
-from fod_lightning.utils.checks import check_given
+from fod_lightning.deploy.onnx import ParityError, export
 from fod_lightning.utils.config_dir import CONFIG_DIR
+from fod_lightning.utils.entry import run_command
 
-if TYPE_CHECKING:  # the model (timm, Lightning) is imported when a checkpoint is loaded: errors come fast
-    from fod_lightning.models.fod.model import FOD
-
-FORMATS = ("onnx",)
-INPUTS, OUTPUTS = ("images",), ("image_score", "anomaly_map")
-# torch.export notes that the diagnostic sigma statistics are assigned during tracing; they are not outputs.
-warnings.filterwarnings("ignore", message=r"The tensor attributes .*last_sigma_stats")
-PREPROCESSING = (
-    "RGB; resized with PIL LANCZOS: square -> S x S, shorter_side_crop -> shorter side S then centre crop "
-    "S x S; scaled to [0, 1] (pixel / 255); (x - mean) / std per channel; NCHW float32"
-)
-
-
-class ParityError(FODUserError):
-    """The exported model does not reproduce the torch model."""
-
-
-class ScoreImages(nn.Module):
-    """The export-shaped forward: normalised images (N, 3, S, S) -> image_score (N,), anomaly_map (N, S, S)."""
-
-    def __init__(self, net: "FOD") -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net.score_images(images)
-
-
-@contextmanager
-def plain_correlation(net: "FOD"):
-    """The scoring branch on plain tensor operations (the fused kernel's autograd.Function cannot be traced)."""
-    from fod_lightning.models.fod.attention import CorrelationAttention
-
-    modules = [m for m in net.modules() if isinstance(m, CorrelationAttention)]
-    before = [m.fused for m in modules]
-    net.use_fused_correlation(False)
-    try:
-        yield
-    finally:
-        for module, fused in zip(modules, before):
-            module.fused = fused
-
-
-def random_images(n: int, contract: dict, seed: int) -> torch.Tensor:
-    """``n`` uniform random RGB images in [0, 1], normalised per the contract: (n, 3, S, S) float32."""
-    size = int(contract["image_size"])
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.rand(n, 3, size, size, generator=generator)
-    mean, std = (torch.tensor(contract[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
-    return (pixels - mean) / std
-
-
-def relative_error(actual, expected: torch.Tensor) -> float:
-    """max|actual - expected| / max|expected| (the denominator floored at 1e-12)."""
-    diff = (torch.as_tensor(actual) - expected).abs().max()
-    return float(diff / expected.abs().max().clamp_min(1e-12))
-
-
-def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    """Trace ``module`` on ``example`` (N, 3, S, S) with a dynamic batch dimension and save one ONNX file."""
-    for name in ("onnxscript", "onnx_ir"):  # their graph optimizers log every rewrite at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
-    batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
-        program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset, verbose=False,
-                                    input_names=list(INPUTS), output_names=list(OUTPUTS),
-                                    dynamic_shapes={"images": {0: batch}})  # fmt: skip
-    program.save(str(path), external_data=False)  # weights inside: one file to rename (models < 2 GB)
-
-
-def onnx_parity(path: Path, net: "FOD", batches: list[torch.Tensor]) -> dict[str, float]:
-    """Largest relative error per output of onnxruntime on ``path`` against ``net.score_images`` over ``batches``."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    errors = dict.fromkeys(OUTPUTS, 0.0)
-    for images in batches:
-        with torch.no_grad():
-            expected = net.score_images(images)
-        actual = session.run(list(OUTPUTS), {INPUTS[0]: images.numpy()})
-        for name, a, e in zip(OUTPUTS, actual, expected):
-            errors[name] = max(errors[name], relative_error(a, e))
-    return errors
-
-
-def contract_document(model, output: Path, opset: int, parity: dict) -> dict:
-    """The JSON written beside the model: what a runtime needs to feed it and read its outputs."""
-    contract, thresholds, size = model.contract, model.thresholds, int(model.contract["image_size"])
-    return {
-        "model": output.name, "format": "onnx",
-        "image_size": size, "resize": contract["resize"], "mean": list(contract["mean"]), "std": list(contract["std"]),
-        "preprocessing": PREPROCESSING,
-        "thresholds": {k: thresholds.get(k) for k in ("image", "pixel")} if thresholds else None,
-        "inputs": [{"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32"}],
-        "outputs": [{"name": "image_score", "shape": ["batch"], "dtype": "float32"},
-                    {"name": "anomaly_map", "shape": ["batch", size, size], "dtype": "float32"}],
-        "fitted_on": model.fitted_on,
-        "fod_lightning_version": fod_lightning.__version__, "torch_version": torch.__version__,
-        "exporter": "torch.onnx (dynamo)", "opset": opset,
-        "parity": parity,
-    }  # fmt: skip
-
-
-def temporary_path(target: Path) -> Path:
-    """A hidden name beside ``target`` to write it under, then :func:`os.replace` it: atomic, same file system."""
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
-def export(cfg: DictConfig) -> dict:
-    """Export ``cfg.ckpt_path`` to ``cfg.output`` and its contract to ``<output stem>.json``; return the contract."""
-    check_given(cfg, "python -m fod_lightning.export ckpt_path=CKPT output=model.onnx")
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format} is not supported: use one of {', '.join(FORMATS)}")
-    output = Path(cfg.output).expanduser()
-    if output.is_dir():
-        raise ConfigError(f"output={cfg.output} is a folder: name the model file, e.g. output={output / 'model.onnx'}")
-    if output.suffix == ".json":
-        raise ConfigError(f"output={cfg.output} would be overwritten by the contract: name the model file *.onnx")
-    if int(cfg.parity_images) < 1:
-        raise ConfigError(f"parity_images={cfg.parity_images} must be at least 1")
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as err:
-        raise ConfigError(f"format=onnx needs {err.name}: pip install -e '.[export]'") from err
-    model = load(cfg.ckpt_path)
-    net, opset = model.net, int(cfg.opset)
-    # Parity images: a batch of parity_images and a single image (the batch dimension is dynamic).
-    batches = [random_images(int(cfg.parity_images), model.contract, seed=1), random_images(1, model.contract, seed=2)]
-    with torch.no_grad():
-        net.score_images(batches[0])  # fills the per-grid caches (position codes), constants of the export
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_model, tmp_json = temporary_path(output), temporary_path(output.with_suffix(".json"))
-    try:
-        with plain_correlation(net):
-            export_onnx(ScoreImages(net).eval(), random_images(2, model.contract, seed=0), tmp_model, opset)
-        errors = onnx_parity(tmp_model, net, batches)  # against the fused path evaluation uses
-        parity = {"relative_error": errors, "rtol": float(cfg.rtol), "images": int(cfg.parity_images) + 1,
-                  "definition": "max|onnx - torch| / max|torch| per output, random normalised images"}  # fmt: skip
-        failed = {k: v for k, v in errors.items() if not v < cfg.rtol}
-        if failed:
-            found = ", ".join(f"{k} {v:.2e}" for k, v in failed.items())
-            raise ParityError(f"the ONNX model does not match the torch model: relative error {found} > rtol="
-                              f"{cfg.rtol}; nothing was written")  # fmt: skip
-        document = contract_document(model, output, opset, parity)
-        tmp_json.write_text(json.dumps(document, indent=2) + "\n")
-        os.replace(tmp_model, output)
-        os.replace(tmp_json, output.with_suffix(".json"))
-    finally:
-        tmp_model.unlink(missing_ok=True)
-        tmp_json.unlink(missing_ok=True)
-    return document
+__all__ = ["ParityError", "export", "main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
-    """User errors and a failed parity check: one line on stderr, exit code 2 or 1, no traceback."""
-    try:
-        document = export(cfg)
-    except Exception as err:
-        cause = print_user_error(err)
-        sys.exit(1 if isinstance(cause, ParityError) else 2)
+    document = run_command(lambda: export(cfg), exit_codes={ParityError: 1})
     errors = ", ".join(f"{k} {v:.1e}" for k, v in document["parity"]["relative_error"].items())
     print(f"exported {cfg.output} (opset {document['opset']}; parity: relative error {errors}) and "
           f"{Path(cfg.output).with_suffix('.json')}")  # fmt: skip

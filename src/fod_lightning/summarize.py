@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from fod_lightning.errors import ConfigError
 from fod_lightning.reporting import summarize_folder
+from fod_lightning.utils.entry import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,22 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity", help="W&B entity (default: the jobs' logger.wandb.entity)")
     parser.add_argument("--group", help="W&B group (default: the jobs' logger.wandb.group)")
     args = parser.parse_args(argv)
-    try:
-        summary = summarize_folder(args.folder)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = run_command(lambda: summarize_folder(args.folder))
     print(summary.markdown)
     for job in summary.not_finished:
         print(f"warning: job {job.folder} {job.status}: {job.detail}", file=sys.stderr)
     if args.wandb:
         from fod_lightning.reporting.wandb_summary import log_summary_run
 
-        try:
-            run_dir = log_summary_run(summary, args.project, args.entity, args.group)
-        except ConfigError as err:  # e.g. wandb not installed
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        run_dir = run_command(lambda: log_summary_run(summary, args.project, args.entity, args.group))
         print(f"W&B summary run: {run_dir}")
     written = [args.folder / "summary.md", args.folder / "summary.csv", *([summary.figure] if summary.figure else [])]
     print("written:", *written)

@@ -9,11 +9,12 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from fod_lightning.data.batch import Batch
+from fod_lightning.data.contract import DataContract
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.sampler import EpochShuffle
 from fod_lightning.data.samples import DatasetLayoutError, Sample, is_hidden
-from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 from fod_lightning.errors import ConfigError
 
@@ -158,7 +159,7 @@ class AnomalyDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits:
             return
-        transform = build_transform(self.image_size, self.resize, mean=self.mean, std=self.std)
+        transform = self.contract.transform()
         for split in ("train", "test"):
             samples = self.parse(split)
             if not samples:
@@ -182,7 +183,7 @@ class AnomalyDataModule(LightningDataModule):
             self._splits["calibration"] = self._splits["train"]
         self._splits["reference"] = self._splits["train"]
         if self.augment:
-            augmented = build_transform(self.image_size, self.resize, augment=True, mean=self.mean, std=self.std)
+            augmented = self.contract.transform(augment=True)
             self._splits["train"] = AnomalyDataset(self._splits["train"].samples, augmented)
 
     @property
@@ -191,10 +192,9 @@ class AnomalyDataModule(LightningDataModule):
         return self.val_protocol == "from_train" or self.calibration_fraction > 0
 
     @property
-    def contract(self) -> dict:
-        """What a model fitted on this data expects of its input: plain-typed, saved in its checkpoints."""
-        return {"image_size": int(self.image_size), "resize": self.resize, "mean": list(self.mean),
-                "std": list(self.std)}  # fmt: skip
+    def contract(self) -> DataContract:
+        """What a model fitted on this data expects of its input (saved in its checkpoints)."""
+        return DataContract(self.image_size, self.resize, self.mean, self.std)
 
     @property
     def fitted_on(self) -> dict:

@@ -1,23 +1,25 @@
-"""Reading fitted-model checkpoints safely, rebuilding them alone, and refusing mismatched use.
+"""One loader for every kind of checkpoint, every command: read safely, rebuild, refuse mismatched use.
 
-A checkpoint written by :class:`fod_lightning.training.fod_module.FODLitModule` holds, besides the weights and the
-reference features: ``hyper_parameters["net"]`` (the net's config), and ``fod`` = ``{"contract": image
-size, resize rule, mean, std; "fitted_on": benchmark, category, root; "thresholds": ...}``. Nothing is
-unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
+Two kinds of file: a Lightning checkpoint written by any :class:`~fod_lightning.training.module.AnomalyModule`,
+and the authors' ``<class>-img.pth`` / ``-pix.pth`` with their ``<class>.pkl`` (:mod:`fod_lightning.deploy.authors`).
+:func:`checkpoint_kind` tells them apart, once, for ``run``, ``predict``, ``export`` and :func:`fod_lightning.load`.
+
+A Lightning checkpoint holds, besides the weights and what the model fitted (reference features, memory banks):
+``hyper_parameters["net"]`` (the net's config), and ``fod`` = ``{"module": its class, "contract": the data
+contract, "fitted_on": benchmark, category, root; "thresholds": ...}`` (format 1, before the module was named,
+is FOD's). Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
 """
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fod_lightning.errors import ConfigError, one_line
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint file is missing, not plain data, or not a fod_lightning checkpoint."""
-
+from fod_lightning.deploy.authors import is_official_checkpoint, load_official
+from fod_lightning.errors import CheckpointError, ConfigError, one_line
+from fod_lightning.training.module import module_class
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
 PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2: torch's legacy format
@@ -111,47 +113,107 @@ def _ckpt_in(folder: Path) -> str:
     return f"set ckpt_path to a checkpoint file in it, e.g. {found[0]}{more}"
 
 
-def fitted_model_info(checkpoint: dict, path: str | Path) -> dict:
-    """``{"net", "contract", "fitted_on", "thresholds"}`` of a checkpoint that rebuilds alone."""
-    net = (checkpoint.get("hyper_parameters") or {}).get("net")
+KINDS = ("lightning", "authors")
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """``authors`` for the authors' per-stage ``.pth`` (a list of state dicts under ``state_dict``), else
+    ``lightning`` (read and checked when loaded)."""
+    return "authors" if Path(path).expanduser().is_file() and is_official_checkpoint(path) else "lightning"
+
+
+def module_class_of(checkpoint: dict, path: str | Path) -> type:
+    """The AnomalyModule class a Lightning checkpoint rebuilds: the one it names, FOD's for format 1."""
     meta = checkpoint.get("fod") or {}
+    net = (checkpoint.get("hyper_parameters") or {}).get("net")
     if not isinstance(net, dict) or not meta.get("contract"):
         raise CheckpointError(
             f"checkpoint {path} does not describe its model (written by an older fod_lightning or another "
             "tool): evaluate it with `python -m fod_lightning.run train=false ckpt_path=...` and its training config"
         )
-    return {"net": net, **{k: meta.get(k) for k in ("contract", "fitted_on", "thresholds")}}
+    return module_class(meta.get("module") or "fod_lightning.training.fod_module.FODLitModule")
 
 
-def loaded_model_info(model) -> dict:
-    """:func:`fitted_model_info` of a model already loaded (an ``FODLitModule``), for :func:`check_fits`."""
-    return {"net": model.net.config, "contract": model.contract, "fitted_on": model.fitted_on,
-            "thresholds": model.thresholds}  # fmt: skip
+def load_model(
+    path: str | Path,
+    build: Callable[[], object] | None = None,
+    reference_features: str | Path | None = None,
+    backbone: Callable[[], object] | None = None,
+    resize: str = "square",
+    map_location: str | torch.device = "cpu",
+):
+    """The fitted :class:`~fod_lightning.training.module.AnomalyModule` of any checkpoint, in eval mode.
+
+    Args:
+        path: a Lightning checkpoint, or an authors' ``<class>-img.pth`` / ``-pix.pth``.
+        build: builds the module of the run's config (``run train=false``): the checkpoint's weights are loaded
+            into it, so that settings of the config (metric binning, kernels) apply; it must be of the
+            checkpoint's class. None: the module is rebuilt from the checkpoint alone.
+        reference_features, backbone, resize: for the authors' files only: their ``<class>.pkl`` (None: beside the
+            checkpoint), a factory of the backbone they were trained with, and the resize rule.
+    """
+    path = Path(path).expanduser()
+    if checkpoint_kind(path) == "authors":
+        if backbone is None:
+            raise ConfigError(f"{path} is an authors' checkpoint: it needs the backbone it was trained with")
+        return load_official(path, reference_features, backbone(), resize=resize)
+    checkpoint = read_checkpoint(path)
+    if build is None:
+        cls = module_class_of(checkpoint, path)
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
+    model = build()
+    if checkpoint.get("fod"):
+        cls = module_class_of(checkpoint, path)
+        if not isinstance(model, cls):
+            raise ConfigError(f"checkpoint {path} holds a {cls.__name__}, but the config builds a "
+                              f"{type(model).__name__}: choose the model it was trained as (model=...)")  # fmt: skip
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    return model.to(map_location).eval()
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The fitted :class:`~fod_lightning.training.fod_module.FODLitModule` of a checkpoint, in eval mode: its net,
-    data contract (``.contract``), what it was fitted on (``.fitted_on``) and thresholds (``.thresholds``).
+    """The fitted model of a fod_lightning checkpoint, in eval mode: an
+    :class:`~fod_lightning.training.module.AnomalyModule` with its net (``.net``), data contract (``.contract``),
+    what it was fitted on (``.fitted_on``) and thresholds (``.thresholds``).
 
-    ``image_score, anomaly_map = model.net.score_images(images)`` scores images normalised per the contract.
+    ``image_score, anomaly_map = model.net.score_images(images)`` scores images normalised per the contract
+    (``model.contract.preprocess(path)`` makes one such image from a file).
     """
-    from fod_lightning.training.fod_module import FODLitModule
-
-    fitted_model_info(read_checkpoint(path), path)  # one-line errors before Lightning reads it
-    model = FODLitModule.load_from_checkpoint(Path(path).expanduser(), map_location=map_location, weights_only=True)
-    return model.eval()
+    return load_model(path, map_location=map_location)
 
 
-def check_fits(
-    info: dict, path: str | Path, category: str | None, image_size: int | None, backbone: str | None
-) -> None:
-    """Refuse to use a model on another category, image size or backbone than it was fitted on.
-    ``None`` skips a check. ``allow_mismatch=true`` is the explicit override (the caller's)."""
-    fitted = info.get("fitted_on") or {}
+def described(checkpoint: dict) -> dict:
+    """What a Lightning checkpoint was fitted on: category, image size, backbone name (None where unknown)."""
+    meta = checkpoint.get("fod") or {}
+    net = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    return {"category": (meta.get("fitted_on") or {}).get("category"),
+            "image_size": (meta.get("contract") or {}).get("image_size"),
+            "backbone": (net.get("backbone") or {}).get("name")}  # fmt: skip
+
+
+def described_model(model) -> dict:
+    """:func:`described` of a loaded module."""
+    return {"category": (model.fitted_on or {}).get("category"),
+            "image_size": model.contract.image_size if model.contract else None,
+            "backbone": (model.net.config.get("backbone") or {}).get("name")}  # fmt: skip
+
+
+def resumable(path: str | Path) -> dict:
+    """:func:`described` of a checkpoint training resumes from; the authors' files cannot be resumed."""
+    if checkpoint_kind(path) == "authors":
+        raise ConfigError(f"{path} is an authors' checkpoint: it can be evaluated (train=false), not resumed")
+    return described(read_checkpoint(path))
+
+
+def check_fits(fitted: dict, path: str | Path, category: str | None, image_size: int | None,
+               backbone: str | None) -> None:  # fmt: skip
+    """Refuse to use a model on another category, image size or backbone than it was fitted on (``fitted``: from
+    :func:`described`). ``None`` skips a check. ``allow_mismatch=true`` is the explicit override (the caller's)."""
     pairs = [
         ("category", fitted.get("category"), category, "data.category"),
-        ("image size", (info.get("contract") or {}).get("image_size"), image_size, "data.image_size"),
-        ("backbone", (info.get("net") or {}).get("backbone", {}).get("name"), backbone, "model/net/backbone"),
+        ("image size", fitted.get("image_size"), image_size, "data.image_size"),
+        ("backbone", fitted.get("backbone"), backbone, "model/net/backbone"),
     ]
     for what, theirs, ours, key in pairs:
         if ours is not None and theirs is not None and str(theirs) != str(ours):

@@ -9,8 +9,10 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from fod_lightning.data.transforms import check_image_size
 from fod_lightning.engine.objective import check_objective
 from fod_lightning.errors import ConfigError
+from fod_lightning.models.backbone import check_backbone_name
 from fod_lightning.utils.checks import WORKERS, check_count, is_int
 
 TEST_CKPTS = ("last", "best")
@@ -18,7 +20,10 @@ MAX_SEED = 2**32 - 1  # numpy's bound, which Lightning's seed_everything enforce
 
 
 def check_backbone_node(cfg: DictConfig) -> None:
-    """``model.net.backbone`` must be a config (the data contract interpolates its mean and std)."""
+    """``model.net.backbone``, where the model has one, must be a config (the data contract interpolates its mean
+    and std)."""
+    if "backbone" not in (OmegaConf.select(cfg, "model.net") or {}):
+        return
     backbone = OmegaConf.select(cfg, "model.net.backbone")
     if not OmegaConf.is_dict(backbone):
         raise ConfigError(
@@ -27,9 +32,34 @@ def check_backbone_node(cfg: DictConfig) -> None:
         )
 
 
+# Public classes that moved in the layered layout: old `_target_` paths of users' configs get the new one.
+MOVED_TARGETS = {
+    "fod_lightning.lit_module.FODLitModule": "fod_lightning.training.fod_module.FODLitModule",
+    "fod_lightning.callbacks.best_checkpoint.BestMetricCheckpoint":
+        "fod_lightning.training.callbacks.best_checkpoint.BestMetricCheckpoint",
+    "fod_lightning.callbacks.pictures.TestPictures": "fod_lightning.training.callbacks.pictures.TestPictures",
+    "fod_lightning.utils.wandb_mode.wandb_logger": "fod_lightning.reporting.wandb_logger.wandb_logger",
+}  # fmt: skip
+
+
+def check_targets(node, key: str = "") -> None:
+    """No ``_target_`` names a class at its path before the layered layout: one line naming the new path."""
+    if OmegaConf.is_dict(node):
+        target = node.get("_target_") if "_target_" in node else None
+        if isinstance(target, str) and target in MOVED_TARGETS:
+            raise ConfigError(f"{key + '.' if key else ''}_target_={target} has moved: use {MOVED_TARGETS[target]}")
+        for child in node:
+            if child != "hydra":
+                check_targets(node._get_node(child), f"{key}.{child}" if key else str(child))
+    elif OmegaConf.is_list(node):
+        for i, child in enumerate(node):
+            check_targets(child, f"{key}[{i}]")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Top-level switches, loader sizes, seed, optimizer, training length, the backbone name, the input size, the
     devices and the data root: checked before any model is built."""
+    check_targets(cfg)
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:
@@ -47,11 +77,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("train", True):
         check_training_length(cfg.trainer)
         check_best_is_validated(cfg)
-    from fod_lightning.data.transforms import check_image_size
-    from fod_lightning.models.backbone import check_backbone_name
-
-    check_backbone_name(cfg.model.net.backbone.name)
-    check_image_size(cfg.data.image_size, tuple(cfg.model.net.backbone.get("strides") or (8, 16)))
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    if backbone is not None:
+        check_backbone_name(backbone.name)
+    check_image_size(cfg.data.image_size, tuple((backbone or {}).get("strides") or (8, 16)))
     check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)

@@ -10,8 +10,6 @@ job folders before the first job starts.
 import importlib
 import json
 import os
-import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from omegaconf import DictConfig
 
 from fod_lightning.errors import FODUserError
 from fod_lightning.utils.checks import check_given
+from fod_lightning.utils.entry import run_command
 
 RANK_VARIABLES = ("LOCAL_RANK", "RANK", "SLURM_PROCID")  # Lightning's re-run ranks, torchrun, srun tasks
 
@@ -133,13 +132,7 @@ def resolved_folder(config: DictConfig, mode: str) -> Path:
 def stop_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> None:
     """Hydra turns a callback's exception into a warning and goes on, unchecked: a user error is printed as one
     line and a bug with its traceback instead, and the command stops (exit code 2 or 1)."""
-    try:
-        check(config)
-    except FODUserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except Exception:
-        traceback.print_exc()
-        print("error: the output folder could not be checked (a bug in fod_lightning: the traceback is above)",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(1)
+    run_command(
+        lambda: check(config),
+        bug_message="the output folder could not be checked (a bug in fod_lightning: the traceback is above)",
+    )

@@ -9,6 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from fod_lightning.utils.entry import fail
+
 log = logging.getLogger("fod_lightning")
 
 
@@ -22,10 +24,10 @@ class SweepCallback(Callback):
         storage = config.hydra.sweeper.get("storage")
         if storage and int(metadata.version("optuna").split(".")[0]) < 3:
             # optuna 2.x (the range hydra-optuna-sweeper supports) cannot open SQL storage under SQLAlchemy 2
-            print(f"error: hydra.sweeper.storage={storage} is not supported with optuna "
-                  f"{metadata.version('optuna')}: leave hydra.sweeper.storage=null (in-memory study)",
-                  file=sys.stderr)  # fmt: skip
-            sys.exit(2)
+            fail(
+                f"hydra.sweeper.storage={storage} is not supported with optuna {metadata.version('optuna')}: leave "
+                "hydra.sweeper.storage=null (in-memory study)"
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """summary.md/.csv/.png in the sweep folder, and its one W&B summary run with ``logger=wandb``. If the

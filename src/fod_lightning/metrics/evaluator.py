@@ -60,8 +60,8 @@ class Evaluator(nn.Module):
         scores, maps = image_score.float().cpu().numpy(), anomaly_map.float().cpu().numpy()
         masks, labels = batch.mask.cpu().numpy(), batch.label.cpu().numpy()
         for i in range(len(batch)):
-            self.predictions.append({"score": float(scores[i]), "map": maps[i], "label": int(labels[i]),
-                                     "mask": masks[i], "path": batch.path[i], "defect": batch.defect_type[i]})  # fmt: skip
+            item = {"score": float(scores[i]), "map": maps[i], "label": int(labels[i]), "mask": masks[i]}
+            self.predictions.append(item | {"path": batch.path[i], "defect": batch.defect_type[i]})
 
     def compute(self, stage: str, epoch: int, track_best: bool = True) -> dict[str, float]:
         """The metric values of the pass (synchronised across processes), then a reset. Validation: the best values

@@ -6,10 +6,16 @@ Shared by ``python -m fod_lightning.summarize``, the end of a single run and the
 from dataclasses import dataclass
 from pathlib import Path
 
+from fod_lightning.errors import FODUserError
 from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
 from fod_lightning.reporting.plots import setting_bars
 from fod_lightning.reporting.results import READINGS
 from fod_lightning.reporting.tables import setting_table, write_csv, write_markdown
+
+
+class NoResultsError(FODUserError, FileNotFoundError):
+    """A folder to summarise holds no job."""
+
 
 FIGURE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
@@ -33,7 +39,7 @@ def summarize_folder(folder: Path) -> Summary:
     """Read every job below ``folder`` and write ``summary.md``, ``summary.csv`` and ``summary.png`` there."""
     jobs = find_jobs(folder)
     if not jobs:
-        raise FileNotFoundError(f"no results.json below {folder}: point at a run or multirun output folder")
+        raise NoResultsError(f"no results.json below {folder}: point at a run or multirun output folder")
     rows, settings, notes = rows_of(jobs)
     settings = {k: s for k, s in settings.items() if any(r.setting == k for r in rows)}  # failed jobs: listed only
     tables = {key: {reading: setting_table([r for r in rows if r.setting == key], reading) for reading in READINGS}

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from fod_lightning.metrics.collection import METRICS
+from fod_lightning.utils.atomic import write_text_atomic
 
 DEFECT_METRICS = ("image_auroc", "pixel_aupro")
 READINGS = {
@@ -80,11 +81,7 @@ def build_results(
 
 def write_results(results: dict, path: Path) -> Path:
     """Atomic write: a reader never sees half a file (jobs of a sweep are read while others run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_nan_to_null(results), indent=2, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(_nan_to_null(results), indent=2, default=str))
 
 
 def _nan_to_null(value):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fod_lightning.reporting.jobs import Job, Row, Setting, setting_key
 from fod_lightning.reporting.results import DEFECT_METRICS, METRICS, READINGS
+from fod_lightning.utils.atomic import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -141,13 +142,13 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
             parts.append("### per defect type (test split): image AUROC of the normal test images vs each type's "
                          f"images, pixel AUPRO over their maps\n\n{defect_markdown(defects[key])}\n")  # fmt: skip
     text = "\n".join(parts)
-    path.write_text(text)
+    write_text_atomic(path, text)
     return text
 
 
 def write_csv(path: Path, tables: dict, settings: dict[str, Setting]) -> None:
     """One row per setting, reading and category: mean, std and seed count of every metric."""
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["setting", "reading", "category", "seeds",
                          *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])  # fmt: skip

@@ -11,14 +11,13 @@ share the folder never read a half-written file; they are read with ``weights_on
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 
 from fod_lightning.errors import ConfigError
+from fod_lightning.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 CACHE_MODES = ("off", "memory", "disk")
@@ -91,12 +90,6 @@ class FeatureCache:
     @staticmethod
     def _write(path: Path, maps: list[torch.Tensor]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save({"n_stages": len(maps), **{f"stage{i}": m for i, m in enumerate(maps)}}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         log.info("training features written to %s", path)

@@ -1,32 +1,25 @@
-"""LightningModule around the pure torch FOD model."""
+"""FOD's LightningModule: the authors' training of the pure torch FOD model."""
 
 from collections.abc import Callable, Mapping
 
 import torch
-from lightning import LightningModule
 
 from fod_lightning.data.batch import Batch
-from fod_lightning.errors import ConfigError, FODUserError
-from fod_lightning.metrics import AnomalyMetrics
-from fod_lightning.metrics.thresholds import CalibrationSettings, normal_thresholds
-from fod_lightning.models.base import AnomalyPrediction
+from fod_lightning.data.contract import DataContract
+from fod_lightning.errors import FODUserError
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.fod.model import FOD
 from fod_lightning.models.fod.reference import mean_feature_maps
 from fod_lightning.training.feature_cache import FeatureCache, compute_maps, file_identity
-
-EVAL_STAGES = ("val", "test")
+from fod_lightning.training.module import AnomalyModule
 
 
 class NonFiniteLossError(FODUserError, FloatingPointError):
     """The training loss is NaN or infinite."""
 
 
-CHECKPOINT_FORMAT = 1  # version of the "fod" entry of checkpoints
-
-
-class FODLitModule(LightningModule):
-    """Trains FOD for one category; evaluates image/pixel AUROC, pixel AUPRO and F1-max.
+class FODLitModule(AnomalyModule):
+    """Trains FOD for one category (evaluation, thresholds and checkpoints: :class:`AnomalyModule`).
 
     The authors back-propagate, per stage, the target-phase loss and then the correlation-phase loss
     and step once. The stages share no parameters and gradients add up, so one backward of the sum
@@ -64,44 +57,25 @@ class FODLitModule(LightningModule):
         feature_cache_dir: str | None = None,
         calibration: Mapping | None = None,
         legacy_zero_grad: bool = False,
+        contract: DataContract | None = None,
+        fitted_on: dict | None = None,
     ) -> None:
-        super().__init__()
+        net = net if isinstance(net, FOD) else FOD.from_config(dict(net))
         # plain types keep checkpoints weights_only-loadable
         pixel_score_range = tuple(float(v) for v in pixel_score_range)
         calibration = dict(calibration or {})
-        self.calibration = CalibrationSettings(**calibration)
+        super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on)
         # logger=False: the run entry logs the whole resolved config once (no flat copies of these keys)
-        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
-        self.net = net if isinstance(net, FOD) else FOD.from_config(dict(net))
+        self.save_hyperparameters(ignore=["net", "optimizer", "contract", "fitted_on"], logger=False)
         self.hparams["net"] = self.net.config  # what load_from_checkpoint rebuilds the net from
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
-        self.metrics = torch.nn.ModuleDict()
-        self.best: dict[str, tuple[float, int]] = {}
-        self.val_pixel_threshold: float | None = None
-        self.val_thresholds: dict | None = None  # F1-max thresholds of the last validation (val_f1)
-        self.contract: dict | None = None  # the data contract (see AnomalyDataModule.contract)
-        self.fitted_on: dict | None = None
-        self.thresholds: dict | None = None
-        self._calibrated_step: int | None = None
-
-    def setup(self, stage: str) -> None:
-        # Pixel metrics only where the data has masks (classification-only folders have none).
-        datamodule = getattr(self.trainer, "datamodule", None)
-        has_masks = getattr(datamodule, "has_masks", True)
-        for split in EVAL_STAGES:
-            if split not in self.metrics or self.metrics[split].pixel_metrics != has_masks:
-                self.metrics[split] = AnomalyMetrics(
-                    has_masks, self.hparams.pixel_thresholds, self.hparams.pixel_score_range
-                ).to(self.device)
 
     # ----------------------------------------------------------------------------------- training
-    def on_fit_start(self) -> None:
-        datamodule = self.trainer.datamodule
-        self.check_normalisation(datamodule)
-        self.calibration.check_protocol(datamodule.val_protocol)
-        self.contract, self.fitted_on = datamodule.contract, datamodule.fitted_on
+    def fit_start(self, datamodule) -> None:
+        """The training images' backbone features, once per category when nothing augments them, and the
+        reference features: the positional mean of the training images' pooled maps."""
         maps = None
         if self.feature_cache.enabled and datamodule.training_images_fixed:
             maps = self.training_features()
@@ -121,10 +95,7 @@ class FODLitModule(LightningModule):
             "backbone": backbone.name,
             "strides": list(backbone.strides),
             "weights": file_identity(backbone.weights_file) if backbone.weights_file else backbone.weights_source,
-            "image_size": datamodule.image_size,
-            "resize": datamodule.resize,
-            "mean": list(datamodule.mean),
-            "std": list(datamodule.std),
+            **datamodule.contract.to_dict(),
         }
         batches = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
@@ -135,16 +106,6 @@ class FODLitModule(LightningModule):
         datamodule = self.trainer.datamodule
         images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return mean_feature_maps(images, self.net.pooled_features)
-
-    def check_normalisation(self, datamodule) -> None:
-        """The data must be normalised as the backbone's weights expect (the data contract)."""
-        backbone = self.net.backbone
-        if tuple(datamodule.mean) != tuple(backbone.mean) or tuple(datamodule.std) != tuple(backbone.std):
-            raise ConfigError(
-                f"data normalises with mean {list(datamodule.mean)} std {list(datamodule.std)} but backbone "
-                f"{backbone.name} expects mean {list(backbone.mean)} std {list(backbone.std)}: set data.mean/std "
-                "to model.net.backbone.mean/std (the run config does this by default)"
-            )
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)
@@ -199,74 +160,3 @@ class FODLitModule(LightningModule):
         if self.optimizer_factory is None:  # a module rebuilt from a checkpoint alone: the authors' optimizer
             return torch.optim.Adam(params, lr=1e-4)
         return self.optimizer_factory(params=params)
-
-    # --------------------------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
-        pred = self.net.predict(batch.image)
-        self.metrics[stage].update(pred.image_score, batch.label, pred.anomaly_map, batch.mask)
-        return pred
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        # The metric states are synchronised across processes inside compute().
-        values = self.metrics[stage].compute()
-        if stage == "val":  # kept for pictures under from_train (raw map units) and val_f1 calibration
-            self.val_pixel_threshold = self.metrics[stage].pixel_threshold
-            self.val_thresholds = {"image": self.metrics[stage].image_threshold, "pixel": self.val_pixel_threshold,
-                                   "epoch": self.current_epoch}  # fmt: skip
-        self.metrics[stage].reset()
-        for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
-            if stage == "val" and not self.trainer.sanity_checking:
-                key = f"{stage}/{name}"
-                if key not in self.best or value > self.best[key][0]:
-                    self.best[key] = (float(value), self.current_epoch)
-                self.log(f"{stage}/{name}_best", self.best[key][0])
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
-        return self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
-        return self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-
-    # -------------------------------------------------------------------------------- checkpoints
-    def calibrate(self) -> dict | None:
-        """Thresholds for the current weights (see :mod:`fod_lightning.metrics.thresholds`), once per step."""
-        settings, datamodule = self.calibration, self.trainer.datamodule
-        if settings.source == "none" or datamodule is None:
-            return None
-        if self._calibrated_step == self.global_step and self.thresholds is not None:
-            return self.thresholds
-        record = {"source": settings.source, "epoch": self.current_epoch, "step": self.global_step}
-        if settings.source == "val_f1":
-            if self.val_thresholds is None:
-                return None
-            record |= {**self.val_thresholds, "split": "validation (from_train)"}
-        else:
-            was_training = self.net.training
-            self.net.eval()
-            images = (b.image.to(self.device) for b in datamodule.calibration_dataloader())
-            found = normal_thresholds(self.net.score_images, images, settings.image_quantile, settings.pixel_quantile)
-            self.net.train(was_training)
-            record |= found | {"image_quantile": settings.image_quantile, "pixel_quantile": settings.pixel_quantile,
-                               "held_out": datamodule.calibration_held_out}  # fmt: skip
-        self.thresholds, self._calibrated_step = record, self.global_step
-        return record
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["fod_best"] = dict(self.best)
-        if self.trainer is not None and self.trainer.state.fn == "fit":
-            self.calibrate()
-        checkpoint["fod"] = {"format": CHECKPOINT_FORMAT, "contract": self.contract, "fitted_on": self.fitted_on,
-                             "thresholds": self.thresholds}  # fmt: skip
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.best = dict(checkpoint.get("fod_best", {}))
-        meta = checkpoint.get("fod") or {}
-        self.contract, self.fitted_on = meta.get("contract"), meta.get("fitted_on")
-        self.thresholds = meta.get("thresholds")

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Mapping
 
 from lightning import LightningModule
+from omegaconf import OmegaConf
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
@@ -135,6 +136,8 @@ class AnomalyModule(LightningModule):
             self.net.train(was_training)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if "hyper_parameters" in checkpoint:  # Hydra's configs as plain containers: loadable weights_only
+            checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
         checkpoint["fod_best"] = dict(self.evaluator.best)
         if self.trainer is not None and self.trainer.state.fn == "fit":
             self.calibrate()
@@ -171,3 +174,14 @@ def module_class(path: str) -> type[AnomalyModule]:
     if not (isinstance(cls, type) and issubclass(cls, AnomalyModule)):
         raise ConfigError(f"the checkpoint names {path}, which is not a fod_lightning AnomalyModule: not loaded")
     return cls
+
+
+def plain(value):
+    """``value`` with every OmegaConf container turned into plain dicts and lists (resolved)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value)
+    return value

@@ -26,11 +26,11 @@ class ReferenceFeatures(nn.Module):
         return getattr(self, f"stage{stage}")
 
     def set(self, maps: list[torch.Tensor]) -> None:
-        """maps: one (C, h, w) tensor per stage."""
+        """maps: one (C, h, w) tensor per stage, stored in the module's dtype (float32 unless it was cast)."""
         if len(maps) != self.n_stages:
             raise ValueError(f"expected {self.n_stages} reference maps, got {len(maps)}")
         for i, m in enumerate(maps):
-            setattr(self, f"stage{i}", m.detach().to(self.get(i).device, torch.float32).clone())
+            setattr(self, f"stage{i}", m.detach().to(self.get(i).device, self.get(i).dtype).clone())
 
     def tokens(self, stage: int) -> torch.Tensor:
         """Reference of a stage as tokens (1, L, C), row-major."""

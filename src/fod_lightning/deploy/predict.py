@@ -1,0 +1,154 @@
+"""Scoring new images with a fitted model (``python -m fod_lightning.predict``): raw anomaly maps, overlays and a
+CSV of scores and labels.
+
+Writes ``OUT/maps/<name>.npy`` (float32 (S, S): the stage-averaged, unsmoothed map of the pixel metrics, at the
+model's input size S), ``OUT/overlays/<name>.png`` and ``OUT/scores.csv`` (``image,score,label,output,error``).
+``<name>`` is the image's path relative to the input folder without its suffix, so equal file names in
+different sub-folders stay apart. Unreadable images get a CSV row with the error and no outputs; the exit
+code is then 1 (0: all scored; 2: a user error stopped the run).
+"""
+
+import csv
+import glob
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from fod_lightning.data.contract import DataContract
+from fod_lightning.data.transforms import read_image
+from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model
+from fod_lightning.errors import ConfigError, FODUserError, one_line
+from fod_lightning.metrics.thresholds import label
+from fod_lightning.reporting.plots import overlay
+from fod_lightning.utils.atomic import atomic_path
+from fod_lightning.utils.checks import WORKERS, check_count, check_given
+
+log = logging.getLogger(__name__)
+USAGE = "python -m fod_lightning.predict ckpt_path=CKPT input=IMAGES output_dir=DIR"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def find_images(spec: str) -> tuple[list[Path], Path]:
+    """The images named by ``spec`` (a file, a folder searched recursively, or a glob pattern), sorted, and
+    the folder their output names are relative to."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path], path.parent
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        root = path
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        root = Path(os.path.commonpath([str(p.parent) for p in files])) if files else path.parent
+    if not files:
+        raise ConfigError(
+            f"input={spec} names no image file ({', '.join(IMAGE_SUFFIXES)}): give a file, folder or glob"
+        )
+    return files, root
+
+
+def output_names(files: list[Path], root: Path) -> list[str]:
+    """One distinct output name per file: its path relative to ``root`` without the suffix (the suffix is
+    kept where two files differ only by it)."""
+    stems = [p.relative_to(root).with_suffix("").as_posix() for p in files]
+    taken: dict[str, int] = {}
+    for s in stems:
+        taken[s] = taken.get(s, 0) + 1
+    return [s if taken[s] == 1 else p.relative_to(root).as_posix().replace(".", "_") for s, p in zip(stems, files)]
+
+
+class ImageFiles(Dataset):
+    """Images transformed per the model's data contract, by the transform evaluation uses; an unreadable
+    file gives its error instead."""
+
+    def __init__(self, files: list[Path], contract: DataContract) -> None:
+        self.files, self.contract = files, contract
+        self.transform = contract.transform()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            array = read_image(self.files[index])
+        except FODUserError as err:
+            return {"index": index, "error": one_line(err)}
+        image = self.transform(image=array)["image"]  # (3, S, S) normalised
+        return {"index": index, "image": image, "rgb": self.contract.denormalise(image[None])[0]}  # for the overlay
+
+
+def collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+def fitted_model(cfg: DictConfig):
+    """The fitted module of ``ckpt_path`` (any kind: for an authors' checkpoint, ``reference_features`` (default:
+    ``<class>.pkl`` beside it) and the backbone of ``model/net/backbone``); with ``category``, refused when
+    fitted on another one (unless ``allow_mismatch=true``)."""
+    model = load_model(cfg.ckpt_path, reference_features=cfg.get("reference_features"),
+                       backbone=lambda: hydra.utils.instantiate(cfg.model.net.backbone), resize=cfg.resize)  # fmt: skip
+    if cfg.get("category") and not cfg.get("allow_mismatch", False):
+        check_fits(described_model(model), cfg.ckpt_path, cfg.category, None, None)
+    return model
+
+
+def predict(cfg: DictConfig) -> dict:
+    """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
+    check_given(cfg, USAGE)
+    check_count("batch_size", cfg.batch_size, 1, "images scored at once", 8)
+    check_count("num_workers", cfg.num_workers, 0, WORKERS, 2)
+    files, root = find_images(str(cfg.input))
+    model = fitted_model(cfg)
+    device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    net = model.net.to(device).eval()
+    image, pixel = model.thresholds.for_decisions(cfg.threshold, cfg.pixel_threshold)
+    image_threshold, pixel_threshold = image.value, pixel.value
+    if image_threshold is None:
+        log.warning("the checkpoint has no calibrated threshold: labels are left empty (set threshold=VALUE)")
+    out = Path(cfg.output_dir).expanduser()
+    names = output_names(files, root)
+    rows = [{"image": str(f), "score": "", "label": "", "output": n, "error": ""} for f, n in zip(files, names)]
+    loader = DataLoader(ImageFiles(files, model.contract), batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                        collate_fn=collate)  # fmt: skip
+    with torch.no_grad():
+        for items in tqdm(loader, desc="predict", unit="batch", disable=not cfg.progress_bar):
+            good = [it for it in items if "error" not in it]
+            for it in items:
+                if "error" in it:
+                    rows[it["index"]]["error"] = it["error"]
+                    rows[it["index"]]["output"] = ""
+            if not good:
+                continue
+            scores, maps = net.score_images(torch.stack([it["image"] for it in good]).to(device))
+            for it, score, amap in zip(good, scores.cpu().numpy(), maps.float().cpu().numpy()):
+                row = rows[it["index"]]
+                row |= {"score": f"{float(score):.6g}", "label": label(float(score), image_threshold)}
+                write_outputs(out, row["output"], amap, it["rgb"], pixel_threshold,
+                              f"{row['image']}  score {float(score):.4g} {row['label']}")  # fmt: skip
+    csv_path = write_csv(out / "scores.csv", rows)
+    failed = sum(bool(r["error"]) for r in rows)
+    return {"scored": len(rows) - failed, "failed": failed, "csv": str(csv_path)}
+
+
+def write_outputs(out: Path, name: str, amap: np.ndarray, rgb: np.ndarray, threshold: float | None, title: str) -> None:
+    map_path = out / "maps" / f"{name}.npy"
+    map_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(map_path, amap.astype(np.float32))
+    overlay(rgb, amap, threshold, title, out / "overlays" / f"{name}.png")
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Written whole under a temporary name, then renamed: never a half-written CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "score", "label", "output", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

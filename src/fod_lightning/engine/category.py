@@ -1,0 +1,94 @@
+"""One category of a job: build (or load) the model, fit it, test it, and return what it measured."""
+
+import logging
+import time
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model, resumable
+from fod_lightning.errors import ConfigError
+from fod_lightning.reporting.results import VALIDATION_SPLITS
+from fod_lightning.reporting.run_record import resolved_config
+
+log = logging.getLogger(__name__)
+
+
+def fit_and_test_category(cfg: DictConfig) -> dict:
+    """Train a fresh model on ``cfg.data.category`` (or resume, or load ``ckpt_path`` with ``train=false``), test it,
+    and return its record: the model's :meth:`~fod_lightning.training.module.AnomalyModule.results` with how the
+    tested weights were chosen, the epochs trained and the fit time."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    train = cfg.get("train", True)
+    model = model_for(cfg, datamodule.resize)
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    tested = {}
+    try:
+        callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        for lg in loggers:
+            lg.log_hyperparams(resolved_config(cfg))
+        start = time.perf_counter()
+        if train:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        fit_seconds = time.perf_counter() - start
+        if cfg.get("test", True):
+            test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
+            trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
+    finally:
+        finish_loggers(loggers)
+    if not datamodule.has_masks:
+        log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
+    return model.results() | {"test_ckpt": tested, "epochs": trainer.current_epoch,
+                              "fit_seconds": round(fit_seconds, 1)}  # fmt: skip
+
+
+def model_for(cfg: DictConfig, resize: str):
+    """The model of the config (to train, or to resume from ``ckpt_path``), or with ``train=false`` the fitted
+    model of ``ckpt_path`` (any kind of checkpoint). A checkpoint must fit this category, image size and backbone,
+    unless ``allow_mismatch=true``; loading never executes code from the file."""
+    path = cfg.get("ckpt_path")
+    if not path:
+        return hydra.utils.instantiate(cfg.model)
+    if cfg.get("train", True):
+        fitted = resumable(path)
+        model = None
+    else:
+        backbone = cfg.model.get("net", {}).get("backbone")
+        model = load_model(path, build=lambda: hydra.utils.instantiate(cfg.model),
+                           reference_features=cfg.get("reference_features"),
+                           backbone=lambda: hydra.utils.instantiate(backbone),
+                           resize=resize)  # fmt: skip
+        fitted = described_model(model)
+    if not cfg.get("allow_mismatch", False):
+        backbone_name = cfg.model.get("net", {}).get("backbone", {}).get("name")
+        check_fits(fitted, path, cfg.data.category, cfg.data.image_size, backbone_name)
+    return model if model is not None else hydra.utils.instantiate(cfg.model)
+
+
+def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, model, trained: bool) -> tuple[str | None, dict]:
+    """The checkpoint the test split is scored with (None: the model in memory) and how it was chosen."""
+    if not trained:
+        return None, {"used": "ckpt_path", "path": cfg.get("ckpt_path")}
+    if cfg.get("test_ckpt", "last") == "last":
+        return None, {"used": "last", "epoch": trainer.current_epoch - 1}
+    metric = cfg.test_ckpt_metric
+    callback = next((c for c in trainer.checkpoint_callbacks if c.monitor == metric), None)
+    if callback is None or not callback.best_model_path:
+        raise ConfigError(
+            f"test_ckpt=best found no checkpoint best on test_ckpt_metric={metric}: no validation epoch measured it; "
+            "set trainer.check_val_every_n_epoch <= trainer.max_epochs"
+        )
+    split = VALIDATION_SPLITS.get(cfg.data.get("val_protocol", "paper"))
+    best_epoch = model.evaluator.best.get(metric, (None, None))[1]
+    return callback.best_model_path, {"used": "best", "path": callback.best_model_path, "selected_by": metric,
+                                      "epoch": best_epoch, "selected_on": split}  # fmt: skip
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so that each category and each multirun job gets its own run."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()

@@ -1,0 +1,112 @@
+"""A job: every requested category fitted and tested in turn, one results record kept up to date on disk."""
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from fod_lightning.engine.categories import categories_of
+from fod_lightning.engine.category import fit_and_test_category
+from fod_lightning.engine.checks import check_backbone_node, check_config
+from fod_lightning.engine.resume import category_config, resumed_run
+from fod_lightning.errors import FODUserError, error_line, user_error
+from fod_lightning.reporting.results import build_results, format_defect_table, format_table, write_results
+from fod_lightning.reporting.run_record import run_record
+from fod_lightning.utils.hydra_job import in_multirun
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fit and test every requested category; keep ``results.json`` in ``paths.output_dir`` up to date (status
+    ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such."""
+    check_backbone_node(cfg)  # first: without it the config cannot even be recorded
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule_cls = hydra.utils.get_class(cfg.data._target_)
+    protocol = cfg.data.get("val_protocol", "paper")
+    record = run_record(cfg, output_dir)
+    per_category, notes = {}, []
+
+    def save() -> dict:
+        backbone = OmegaConf.select(
+            cfg, "model.net.backbone.name", default=str(OmegaConf.select(cfg, "model.net.backbone"))
+        )
+        results = build_results(datamodule_cls.benchmark, backbone, protocol,
+                                cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
+        if rank_zero_only.rank == 0:  # one writer under DDP
+            write_results(results, output_dir / "results.json")
+        return results
+
+    try:
+        check_config(cfg)
+        categories = categories_of(cfg)
+        notes += categories.notes(datamodule_cls.benchmark, str(cfg.data.root))
+        for note in notes:
+            log.warning(note)
+        record["categories_planned"] = categories.names
+        save()
+        errors: dict[str, Exception] = {}
+        resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
+        if resumed is not None:
+            record["resumed"] = str(resumed)
+        for category in categories.names:
+            log.info("category %s", category)
+            try:
+                per_category[category] = fit_and_test_category(category_config(cfg, category, resumed))
+            except Exception as err:  # recorded; the other categories go on
+                log.error("category %s failed: %s", category, error_line(err), exc_info=user_error(err) is None)
+                per_category[category] = {"status": "failed", "error": error_line(err)}
+                errors[category] = err
+            save()
+        if errors:
+            raise_failures(errors, len(categories.names), output_dir)
+    except Exception as err:
+        record |= {"status": "failed", "error": error_line(err)}
+        save()
+        raise
+    record |= {"status": "done", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    results = save()
+    if rank_zero_only.rank == 0:
+        report(cfg, results, output_dir)
+    return results
+
+
+class CategoriesFailedError(FODUserError, RuntimeError):
+    """Some categories of a job failed; the others' results were kept."""
+
+
+def raise_failures(errors: dict[str, Exception], planned: int, output_dir: Path) -> None:
+    """Every category failed alike (or the job had one): that error. Otherwise one line naming each failure."""
+    lines = {error_line(e) for e in errors.values()}
+    if len(errors) == planned and len(lines) == 1:
+        raise next(iter(errors.values()))
+    summary = "; ".join(f"{name}: {error_line(e)}" for name, e in errors.items())
+    raise CategoriesFailedError(
+        f"{len(errors)} of {planned} categories failed ({summary}); the others' results are in "
+        f"{output_dir / 'results.json'}"
+    )
+
+
+def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
+    """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
+    them once, when it ends: ``fod_lightning.launch.sweep_callback``)."""
+    title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
+    print(f"\n{title}, test split\n{format_table(results)}")
+    print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
+    if defects := format_defect_table(results):
+        print(f"\nper defect type (test split: the normal test images vs each type's images)\n{defects}")
+    print(f"results: {output_dir / 'results.json'}")
+    if in_multirun():
+        return
+    from fod_lightning.reporting import summarize_folder
+
+    summary = summarize_folder(output_dir)
+    if "wandb" in (cfg.get("logger") or {}):
+        from fod_lightning.reporting.wandb_summary import log_summary_run
+
+        log_summary_run(summary)

@@ -1,0 +1,46 @@
+"""``ckpt_path=last``: which earlier run a job resumes, and each category's checkpoint in it."""
+
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from fod_lightning.errors import ConfigError
+from fod_lightning.utils.hydra_job import in_multirun
+
+log = logging.getLogger(__name__)
+LAST_CKPTS = "*/checkpoints/last.ckpt"  # <category>/checkpoints/last.ckpt in a run folder
+
+
+def category_config(cfg: DictConfig, category: str, resumed: Path | None = None) -> DictConfig:
+    """The job's config for one category; ``ckpt_path=last`` becomes the category's ``last.ckpt`` in the
+    ``resumed`` run folder, or nothing (trained afresh) if the category had not started there."""
+    category_cfg = cfg.copy()
+    with open_dict(category_cfg):
+        category_cfg.data.category = category
+        if cfg.get("ckpt_path") == "last":
+            last = resumed / category / "checkpoints" / "last.ckpt"
+            category_cfg.ckpt_path = str(last) if last.is_file() else None
+            if category_cfg.ckpt_path is None:
+                log.info("category %s has no last.ckpt in %s: trained afresh", category, resumed)
+    return category_cfg
+
+
+def resumed_run(cfg: DictConfig) -> Path:
+    """The one run ``ckpt_path=last`` resumes: this run folder if it holds a category's ``last.ckpt``, else the
+    earlier run of this task (``<log_dir>/<task_name>/runs/*``; in a multirun: the same job number of earlier
+    sweeps) with the newest one. Never a mix of runs: a category without a checkpoint there starts afresh."""
+    own = Path(cfg.paths.output_dir)
+    if any(own.glob(LAST_CKPTS)):
+        return own
+    task = Path(cfg.paths.log_dir) / cfg.task_name
+    pattern = f"multiruns/*/{HydraConfig.get().job.num}" if in_multirun() else "runs/*"
+    newest = {run: max(p.stat().st_mtime for p in ckpts) for run in task.glob(pattern)
+              if run != own and (ckpts := list(run.glob(LAST_CKPTS)))}  # fmt: skip
+    if not newest:
+        raise ConfigError(
+            f"ckpt_path=last found no <category>/checkpoints/last.ckpt in {own} or in earlier runs under {task}: "
+            "give the checkpoint's path, or start without ckpt_path"
+        )
+    return max(newest, key=newest.get)

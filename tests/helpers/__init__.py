@@ -1,0 +1,1 @@
+"""Test helpers: dataset writers, configs, command runners, fault callbacks, a toy model."""
