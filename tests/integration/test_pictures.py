@@ -56,6 +56,12 @@ def test_defect_metrics_match_sklearn_auroc_and_the_aupro_metric():
     assert len({found["crack"]["pixel_aupro"], found["hole"]["pixel_aupro"]}) == 2
     # without ground-truth regions (classification-only data) no pixel AUPRO
     assert "pixel_aupro" not in defect_metrics(scores, labels, maps, np.zeros_like(masks), defects)["hole"]
+    # raw scores far outside [0, 1] (PatchCore's distances): no sigmoid squashing them into ties
+    large = 40 + 0.001 * scores
+    found = defect_metrics(large, labels, maps, masks, defects)
+    for kind in expected:
+        chosen = (labels == 0) | (np.array(defects) == kind)
+        assert found[kind]["image_auroc"] == pytest.approx(roc_auc_score(labels[chosen], large[chosen]), abs=1e-6)
 
 
 def test_panels_order_worst_false_positives_and_false_negatives_first():

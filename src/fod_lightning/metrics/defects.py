@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.classification import BinaryAUROC
 
 from fod_lightning.metrics.aupro import AUPRO
 
@@ -37,9 +37,16 @@ def defect_metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, mas
         chosen = normal | ((kinds == kind) & (labels == 1))
         numbers = {}
         if normal.any():
-            auroc = binary_auroc(torch.from_numpy(scores[chosen]), torch.from_numpy(labels[chosen]))
-            numbers["image_auroc"] = float(auroc)
+            numbers["image_auroc"] = raw_auroc(scores[chosen], labels[chosen])
         if masks[chosen].any() and not masks[chosen].all():
             numbers["pixel_aupro"] = aupro_and_curve(maps[chosen], masks[chosen])[0]
         result[str(kind)] = numbers | {"num_images": int((chosen & ~normal).sum())}
     return result
+
+
+def raw_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact AUROC of raw scores (torchmetrics' functional form would squash scores outside [0, 1] with a sigmoid,
+    which ties large scores: FOD's and the baselines' are not probabilities)."""
+    metric = BinaryAUROC(normalization=None, sync_on_compute=False)
+    metric.update(torch.from_numpy(scores), torch.from_numpy(labels))
+    return float(metric.compute())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning import Callback
-from torchmetrics.functional.classification import binary_roc
+from torchmetrics.classification import BinaryROC
 
 from fod_lightning.metrics.defects import FPR_LIMIT, aupro_and_curve
 from fod_lightning.metrics.thresholds import Threshold, is_anomalous
@@ -113,7 +113,9 @@ class TestPictures(Callback):
     def _curves(self, scores, labels, maps, masks, image: Threshold, category: str, trainer) -> None:
         """ROC + histogram (both classes needed), PRO curve (ground-truth regions needed), training losses."""
         if len(set(labels.tolist())) == 2:
-            fpr, tpr, _ = binary_roc(torch.from_numpy(scores), torch.from_numpy(labels))
+            roc = BinaryROC(normalization=None, sync_on_compute=False)  # raw scores: no sigmoid
+            roc.update(torch.from_numpy(scores), torch.from_numpy(labels))
+            fpr, tpr, _ = roc.compute()
             auroc = float(torch.trapezoid(tpr, fpr))
             roc_and_histogram(fpr.numpy(), tpr.numpy(), scores, labels, auroc, category,
                               self.dirpath / "roc_histogram.png", image.value, image.source)  # fmt: skip
