@@ -4,9 +4,11 @@
 # ../shared/tools/gpu-wheels .whl). From the repository root:  OUT=/some/dir bash experiments/perf/gpu_check.sh
 # Writes under $OUT: gpu.txt (machine), tests.txt, determinism.txt, bench_gpu.{txt,json}, profile_gpu.txt, run_<precision>.txt and
 # results_<precision>.json (the embedded benchmark, 4 epochs, batch 1, on the GPU in fp32 and bf16-mixed).
-# STEPS chooses steps (default: all, about 9 minutes): e.g. STEPS="tests determinism" for the checks alone.
+# baselines: PatchCore on an MVTec-sized category (400 training crops, 256 px) on the GPU: fit time and CUDA peak
+# (results_patchcore_400.json, cost section), the coreset selected on the GPU.
+# STEPS chooses steps (default: all, about 10 minutes): e.g. STEPS="tests determinism" for the checks alone.
 set -uo pipefail
-STEPS=${STEPS:-tests determinism bench runs}
+STEPS=${STEPS:-tests determinism bench runs baselines}
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 OUT=${OUT:-/tmp/fod_gpu_out}
 mkdir -p "$OUT"
@@ -32,3 +34,8 @@ step runs && for precision in 32-true bf16-mixed; do
   tail -14 "$OUT/run_$precision.txt"
   cp /tmp/run_$precision/results.json "$OUT/results_$precision.json"
 done
+step baselines && echo "== PatchCore, 400 training crops of 256 px (an MVTec-sized memory bank), on the GPU" &&
+timeout 240 python3 -m fod_lightning.run trainer=gpu model=patchcore data.category=brick data.n_train=400 \
+  data.root=/tmp/fod/tex400 hydra.run.dir=/tmp/run_patchcore overwrite=true '~callbacks.test_pictures' \
+  '~callbacks.progress_bar' trainer.enable_progress_bar=false > "$OUT/run_patchcore_400.txt" 2>&1 &&
+cp /tmp/run_patchcore/results.json "$OUT/results_patchcore_400.json" && tail -8 "$OUT/run_patchcore_400.txt"

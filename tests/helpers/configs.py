@@ -18,14 +18,11 @@ TINY_TEXTURES = [
     "data.n_test_per_defect=1",
     "data.crop_size=64",
 ]
-# A tiny but complete FOD: real lite0 backbone, small transformers, one epoch, 32 px.
-TINY = [
+# A tiny run of any model: 32 px, one epoch, no progress bar, on the CPU.
+TINY_RUN = [
     "data.image_size=32",
     "data.eval_batch_size=4",
     "data.num_workers=0",
-    "model.net.d_models=[16,32]",
-    "model.net.depth=1",
-    "model.net.n_heads=2",
     "trainer.max_epochs=1",
     "trainer.log_every_n_steps=1",
     "trainer.check_val_every_n_epoch=1",
@@ -33,6 +30,8 @@ TINY = [
     "~callbacks.progress_bar",
     "trainer.accelerator=cpu",
 ]
+# A tiny but complete FOD: real lite0 backbone, small transformers.
+TINY = [*TINY_RUN, "model.net.d_models=[16,32]", "model.net.depth=1", "model.net.n_heads=2"]
 
 
 def compose_config(tmp_path: Path, overrides: list[str]):

@@ -2,8 +2,6 @@
 model added as a torch model, a LightningModule and a Hydra ``model/`` config (``helpers/conf/model/mean_image.yaml``)
 goes through run, predict and export without changes to the engine, predict or export."""
 
-from collections.abc import Mapping
-
 import torch
 
 from fod_lightning.models.base import AnomalyNet
@@ -26,16 +24,7 @@ class MeanImageNet(AnomalyNet):
 class MeanImageModule(StatisticsModule):
     """Fitted from the mean of the normal training images; nothing to optimise."""
 
-    def __init__(self, net: MeanImageNet | Mapping, calibration: Mapping | None = None) -> None:
-        net = net if isinstance(net, MeanImageNet) else MeanImageNet.from_config(dict(net))
-        super().__init__(net, calibration=dict(calibration or {}))
-        self.save_hyperparameters(ignore=["net"], logger=False)
-        self.hparams["net"] = self.net.config
-        self.total, self.count = 0.0, 0
+    net_class = MeanImageNet
 
-    def fit_batch(self, batch) -> None:
-        self.total, self.count = self.total + batch.image.sum(dim=0), self.count + len(batch)
-
-    def fit_end(self) -> None:
-        self.net.mean_image.copy_(self.total / self.count)
-        self.total, self.count = 0.0, 0
+    def fit(self, images) -> None:
+        self.net.mean_image.copy_(torch.cat(list(images)).mean(dim=0))

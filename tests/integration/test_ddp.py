@@ -19,7 +19,8 @@ def test_two_ddp_processes_score_each_test_image_once_and_match_one_process(make
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((out / "results.json").read_text())
     two = ddp["categories"]["brick"]
-    assert ddp["run"]["config"]["trainer"]["devices"] == 2 and ddp["run"]["config"]["trainer"]["strategy"] == "ddp"
+    trainer = ddp["run"]["config"]["trainer"]
+    assert trainer["devices"] == 2 and trainer["strategy"]["_target_"] == "fod_lightning.training.strategy.DDPStrategy"
     assert two["num_images"] == 5
     # the same weights (and rank zero's reference features, saved in the checkpoint) in one process
     checkpoint = out / "brick" / "checkpoints" / "last.ckpt"
@@ -47,3 +48,21 @@ def test_ddp_inside_each_job_of_a_local_multirun(tmp_path):
     assert [j["run"]["seed"] for j in jobs] == [1, 2] and {j["run"]["status"] for j in jobs} == {"done"}
     assert [j["categories"]["brick"]["num_images"] for j in jobs] == [5, 5]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # no sweep started again by a rank
+
+
+def test_a_baseline_under_ddp_fits_on_every_image_and_matches_one_process(tmp_path):
+    """Each rank fits PatchCore on all training images (the same bank on every rank), scores its share."""
+    from helpers.configs import TINY_RUN
+
+    out = tmp_path / "ddp"
+    proc = cli("trainer=ddp", "trainer.devices=2", "model=patchcore", *TINY_TEXTURES, *TINY_RUN, "data.category=brick",
+               "data.eval_batch_size=1", f"hydra.run.dir={out}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((out / "results.json").read_text())["categories"]["brick"]
+    one = cli("model=patchcore", *TINY_TEXTURES, *TINY_RUN, "data.category=brick", "data.eval_batch_size=1",
+              f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["categories"]["brick"]
+    assert two["num_images"] == one["num_images"] == 5
+    for metric in METRICS:
+        assert two[metric] == pytest.approx(one[metric], abs=1e-6), metric

@@ -15,7 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 import fod_lightning
 import fod_lightning.deploy.onnx as export_module
 from fod_lightning.deploy.checkpoint import CheckpointError
-from fod_lightning.export import ParityError, export
+from fod_lightning.deploy.onnx import ParityError
+from fod_lightning.export import export
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.run import CONFIG_DIR, run
 from helpers.authors_files import SIZE, authors_like_fod, save_authors_files

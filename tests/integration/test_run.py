@@ -59,7 +59,8 @@ def test_run_draws_panels_curves_bars_and_tables(make_config, tmp_path):
     assert (out / "summary.png").is_file()
     md = (out / "summary.md").read_text()
     assert "### test" in md and "### best" in md and "| gravel | 1 |" in md
-    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 4  # header, 2 readings x (3 categories + mean)
+    # header, 2 readings x (3 categories + mean), the cost row
+    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 4 + 1
 
 
 def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):

@@ -62,7 +62,7 @@ def test_multirun_over_categories_seeds_and_settings_is_summarised_per_setting(m
             assert float(row["image_auroc_std"]) == pytest.approx(statistics.stdev(values), abs=1e-6)
     md = (sweep / "summary.md").read_text()
     assert "8 of 8 jobs finished; 2 setting(s)" in md and "## Settings compared" in md
-    assert "| model.lambda1=0.5 | paper | last | 2 | 2 |" in md and (sweep / "summary.png").is_file()
+    assert "| model.lambda1=0.5 | fod | paper | last | 2 | 2 |" in md and (sweep / "summary.png").is_file()
     # one W&B summary run for the folder: written again, it keeps its id
     assert summarize.main([str(sweep), "--wandb"]) == 0
     assert summarize.main([str(sweep), "--wandb"]) == 0

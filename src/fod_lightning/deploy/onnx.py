@@ -28,7 +28,6 @@ from fod_lightning.deploy.checkpoint import load_model
 from fod_lightning.errors import ConfigError, FODUserError
 from fod_lightning.models.base import AnomalyNet
 from fod_lightning.utils.atomic import atomic_path
-from fod_lightning.utils.checks import check_given
 
 FORMATS = ("onnx",)
 INPUTS, OUTPUTS = ("images",), ("image_score", "anomaly_map")
@@ -104,7 +103,6 @@ def contract_document(model, output: Path, opset: int, parity: dict) -> dict:
 
 def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` to ``cfg.output`` and its contract to ``<output stem>.json``; return the contract."""
-    check_given(cfg, "python -m fod_lightning.export ckpt_path=CKPT output=model.onnx")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format} is not supported: use one of {', '.join(FORMATS)}")
     output = Path(cfg.output).expanduser()

@@ -28,10 +28,9 @@ from fod_lightning.errors import ConfigError, FODUserError, one_line
 from fod_lightning.metrics.thresholds import label
 from fod_lightning.reporting.plots import overlay
 from fod_lightning.utils.atomic import atomic_path
-from fod_lightning.utils.checks import WORKERS, check_count, check_given
+from fod_lightning.utils.checks import WORKERS, check_count
 
 log = logging.getLogger(__name__)
-USAGE = "python -m fod_lightning.predict ckpt_path=CKPT input=IMAGES output_dir=DIR"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -101,7 +100,6 @@ def fitted_model(cfg: DictConfig):
 
 def predict(cfg: DictConfig) -> dict:
     """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
-    check_given(cfg, USAGE)
     check_count("batch_size", cfg.batch_size, 1, "images scored at once", 8)
     check_count("num_workers", cfg.num_workers, 0, WORKERS, 2)
     files, root = find_images(str(cfg.input))

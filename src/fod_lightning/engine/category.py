@@ -1,7 +1,6 @@
 """One category of a job: build (or load) the model, fit it, test it, and return what it measured."""
 
 import logging
-import time
 
 import hydra
 import lightning as L
@@ -11,6 +10,7 @@ from fod_lightning.deploy.checkpoint import check_fits, described_model, load_mo
 from fod_lightning.errors import ConfigError
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
+from fod_lightning.utils.resources import Cost
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,9 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         for lg in loggers:
             lg.log_hyperparams(resolved_config(cfg))
-        start = time.perf_counter()
-        if train:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        fit_seconds = time.perf_counter() - start
+        with Cost() as fit:
+            if train:
+                trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
             trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
@@ -41,8 +40,16 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         finish_loggers(loggers)
     if not datamodule.has_masks:
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
-    return model.results() | {"test_ckpt": tested, "epochs": trainer.current_epoch,
-                              "fit_seconds": round(fit_seconds, 1)}  # fmt: skip
+    record = model.results()
+    return record | {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
+                      "cost": record.get("cost", {}) | fit_cost(fit)}  # fmt: skip
+
+
+def fit_cost(fit: Cost) -> dict:
+    """Fit time and peak memory of a category (where they are known)."""
+    cost = {"fit_seconds": round(fit.seconds, 2), "fit_peak_rss_mib": fit.peak_rss_mib,
+            "fit_peak_cuda_mib": fit.peak_cuda_mib}  # fmt: skip
+    return {k: v for k, v in cost.items() if v is not None}
 
 
 def model_for(cfg: DictConfig, resize: str):

@@ -2,6 +2,8 @@
 downloaded) and before anything is trained: each problem is one ``ConfigError`` line naming the key, the value
 and the fix. Hydra itself reports unknown group options and keys."""
 
+import difflib
+import inspect
 import math
 
 import hydra
@@ -56,10 +58,47 @@ def check_targets(node, key: str = "") -> None:
             check_targets(child, f"{key}[{i}]")
 
 
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+
+def check_arguments(node, key: str) -> None:
+    """Every setting of a node that builds an object (``_target_``) is an argument of what it builds, also one
+    added with ``+`` (Hydra adds any key; the constructor would then fail with a traceback): one line naming the key
+    and the closest argument. Nested nodes are checked too."""
+    if OmegaConf.is_dict(node) and "_target_" in node:
+        try:
+            target = hydra.utils.get_object(node._target_)
+            parameters = inspect.signature(target).parameters
+        except (ImportError, AttributeError, ValueError, TypeError):
+            parameters = {}  # reported when it is built
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        if parameters and not accepts_any:
+            for name in node:
+                if name not in parameters and name not in HYDRA_KEYS:
+                    raise ConfigError(f"{key}.{name} is not a setting of {node._target_.rpartition('.')[2]}: "
+                                      f"{closest(str(name), [p for p in parameters if p != 'self'], key)}")  # fmt: skip
+    if OmegaConf.is_dict(node):
+        for name in node:
+            child = node._get_node(name)
+            if OmegaConf.is_dict(child) and not str(name).startswith("_"):
+                check_arguments(child, f"{key}.{name}")
+
+
+def closest(name: str, names: list[str], key: str) -> str:
+    """``did you mean <key>.<closest>?``, or the first few valid names."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {key}.{close[0]}?"
+    return f"its settings are {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
+
+
 def check_config(cfg: DictConfig) -> None:
     """Top-level switches, loader sizes, seed, optimizer, training length, the backbone name, the input size, the
     devices and the data root: checked before any model is built."""
     check_targets(cfg)
+    for group in ("model", "data", "trainer", "callbacks", "logger"):
+        if cfg.get(group) is not None:
+            check_arguments(cfg._get_node(group), group)
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:

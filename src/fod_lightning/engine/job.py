@@ -16,7 +16,7 @@ from fod_lightning.engine.resume import category_config, resumed_run
 from fod_lightning.errors import FODUserError, error_line, user_error
 from fod_lightning.reporting.results import build_results, format_defect_table, format_table, write_results
 from fod_lightning.reporting.run_record import run_record
-from fod_lightning.utils.hydra_job import in_multirun
+from fod_lightning.utils.hydra_job import choice, in_multirun
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,13 @@ def run(cfg: DictConfig) -> dict:
     record = run_record(cfg, output_dir)
     per_category, notes = {}, []
 
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    backbone = backbone.get("name") if OmegaConf.is_dict(backbone) else str(backbone)
+    model = choice("model") or str(OmegaConf.select(cfg, "model._target_", default="?")).rpartition(".")[2]
+
     def save() -> dict:
-        backbone = OmegaConf.select(
-            cfg, "model.net.backbone.name", default=str(OmegaConf.select(cfg, "model.net.backbone"))
-        )
-        results = build_results(datamodule_cls.benchmark, backbone, protocol,
-                                cfg.get("test_ckpt", "last"), per_category, record, notes)  # fmt: skip
+        results = build_results(datamodule_cls.benchmark, backbone, protocol, cfg.get("test_ckpt", "last"),
+                                per_category, record, notes, model)  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP
             write_results(results, output_dir / "results.json")
         return results
@@ -95,7 +96,7 @@ def raise_failures(errors: dict[str, Exception], planned: int, output_dir: Path)
 def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
     them once, when it ends: ``fod_lightning.launch.sweep_callback``)."""
-    title = f"{results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
+    title = f"{results['model']}, {results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
     print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
     if defects := format_defect_table(results):

@@ -37,6 +37,7 @@ class Evaluator(nn.Module):
         self.best: dict[str, tuple[float, int]] = {}  # "val/<metric>" -> (value, epoch)
         self.predictions: list[dict] = []  # the test pass's, see update
         self.defects: dict[str, dict] = {}
+        self.score_seconds = 0.0  # the test pass's scoring time (this process; data loading excluded)
 
     def setup(self, has_masks: bool, device: torch.device) -> None:
         """Metrics for data with or without masks (classification-only folders have none: no pixel metrics)."""
@@ -49,14 +50,16 @@ class Evaluator(nn.Module):
 
     def start(self, stage: str) -> None:
         if stage == "test":
-            self.predictions, self.defects = [], {}
+            self.predictions, self.defects, self.score_seconds = [], {}, 0.0
 
-    def update(self, stage: str, image_score: torch.Tensor, anomaly_map: torch.Tensor, batch) -> None:
+    def update(self, stage: str, image_score: torch.Tensor, anomaly_map: torch.Tensor, batch,
+               seconds: float = 0.0) -> None:  # fmt: skip
         """One batch: ``image_score`` (B,), ``anomaly_map`` (B, H, W) and the :class:`~fod_lightning.data.batch.Batch`
-        they score (labels, masks, defect types, paths)."""
+        they score (labels, masks, defect types, paths); ``seconds``: how long scoring it took."""
         self.metrics[stage].update(image_score, batch.label, anomaly_map, batch.mask)
         if stage != "test":
             return
+        self.score_seconds += seconds
         scores, maps = image_score.float().cpu().numpy(), anomaly_map.float().cpu().numpy()
         masks, labels = batch.mask.cpu().numpy(), batch.label.cpu().numpy()
         for i in range(len(batch)):
@@ -94,11 +97,14 @@ class Evaluator(nn.Module):
 
     def results(self) -> dict:
         """What a job records: the test metrics (top level, with ``num_images``), the last validation (``val``),
-        the best validation epochs (``best``), ``defects``, ``not_available`` and a ``note`` without masks."""
+        the best validation epochs (``best``), ``defects``, ``not_available``, a ``note`` without masks, and
+        ``cost``: the scoring time per test image (the network's forward and scoring, no data loading)."""
         test = self.values.get("test", {})
         record = {k: float(v) for k, v in test.items() if k in METRICS}
         if test:
             record["num_images"] = int(test.get("num_images", 0))  # scored test images, all processes
+            if self.predictions:  # rank zero: its share of the images and of the time
+                record["cost"] = {"score_seconds_per_image": round(self.score_seconds / len(self.predictions), 5)}
         record["val"] = {k: float(v) for k, v in self.values.get("val", {}).items() if k in METRICS}
         record["best"] = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in self.best.items()
                           if k.removeprefix("val/") in METRICS}  # fmt: skip

@@ -3,14 +3,14 @@
 Shared by ``python -m fod_lightning.summarize``, the end of a single run and the end of a multirun.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fod_lightning.errors import FODUserError
 from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
 from fod_lightning.reporting.plots import setting_bars
 from fod_lightning.reporting.results import READINGS
-from fod_lightning.reporting.tables import setting_table, write_csv, write_markdown
+from fod_lightning.reporting.tables import cost_stats, setting_table, write_csv, write_markdown
 
 
 class NoResultsError(FODUserError, FileNotFoundError):
@@ -27,6 +27,7 @@ class Summary:
     settings: dict[str, Setting]
     tables: dict[str, dict[str, dict]]  # setting key -> reading -> category -> metric -> Stat
     notes: list[str]
+    costs: dict[str, dict] = field(default_factory=dict)  # setting key -> cost -> Stat (over its jobs)
     markdown: str = ""
     figure: Path | None = None
 
@@ -44,10 +45,11 @@ def summarize_folder(folder: Path) -> Summary:
     settings = {k: s for k, s in settings.items() if any(r.setting == k for r in rows)}  # failed jobs: listed only
     tables = {key: {reading: setting_table([r for r in rows if r.setting == key], reading) for reading in READINGS}
               for key in settings}  # fmt: skip
-    summary = Summary(folder, jobs, settings, tables, notes)
+    costs = {key: cost_stats([r for r in rows if r.setting == key]) for key in settings}
+    summary = Summary(folder, jobs, settings, tables, notes, costs)
     title = f"{folder.name}: {len(settings)} setting(s), {len(jobs)} job(s)"
-    summary.markdown = write_markdown(folder / "summary.md", title, tables, settings, jobs, notes, folder)
-    write_csv(folder / "summary.csv", tables, settings)
+    summary.markdown = write_markdown(folder / "summary.md", title, tables, settings, jobs, notes, folder, costs)
+    write_csv(folder / "summary.csv", tables, settings, costs)
     if rows:
         summary.figure = folder / "summary.png"
         test_tables = {k: t["test"] for k, t in tables.items()}

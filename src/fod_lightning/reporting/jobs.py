@@ -13,7 +13,8 @@ from fod_lightning.reporting.run_record import config_sha256
 # Config keys that are not part of a setting: what varies inside one (category, seed) and where things go.
 NOT_SETTINGS = ("seed", "data.category", "task_name", "optimized_metric", "paths", "hydra", "logger", "callbacks",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "data.num_workers")  # fmt: skip
-HEADER = ("benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
+HEADER = ("model", "benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
+COSTS = ("fit_seconds", "score_seconds_per_image", "fit_peak_rss_mib", "fit_peak_cuda_mib")  # results' "cost"
 SKIPPED_FOLDERS = (".submitit", "wandb")
 
 
@@ -39,6 +40,7 @@ class Row:
     test: dict[str, float]
     best: dict[str, float]
     job: Path
+    cost: dict[str, float] = field(default_factory=dict)  # COSTS: what fitting and testing the category took
 
 
 @dataclass
@@ -122,7 +124,10 @@ def rows_of(jobs: list[Job]) -> tuple[list[Row], dict[str, Setting], list[str]]:
                              f"the first is used")  # fmt: skip
                 continue
             seen[where] = job.folder
-            rows.append(Row(key, category, seed, test, best_values(metrics), job.folder))
+            cost = {c: v for c, v in (metrics.get("cost") or {}).items() if c in COSTS and v is not None}
+            if "fit_seconds" in metrics:  # top-level in results.json: also before costs were recorded
+                cost.setdefault("fit_seconds", metrics["fit_seconds"])
+            rows.append(Row(key, category, seed, test, best_values(metrics), job.folder, cost))
     label_settings(settings, jobs)
     return rows, settings, notes
 

@@ -62,9 +62,12 @@ def build_results(
     categories: dict[str, dict],
     run: dict | None = None,
     notes: list[str] | None = None,
+    model: str | None = None,
 ) -> dict:
-    """The results of one job; ``run`` is :func:`fod_lightning.reporting.run_record.run_record`'s section."""
+    """The results of one job; ``run`` is :func:`fod_lightning.reporting.run_record.run_record`'s section;
+    ``model``: its ``model=`` choice (fod, patchcore, padim, ...)."""
     return {
+        "model": model,
         "benchmark": benchmark,
         "backbone": backbone,
         "protocol": protocol,

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from fod_lightning.reporting.jobs import Job, Row, Setting, setting_key
+from fod_lightning.reporting.jobs import COSTS, Job, Row, Setting, setting_key
 from fod_lightning.reporting.results import DEFECT_METRICS, METRICS, READINGS
 from fod_lightning.utils.atomic import atomic_path, write_text_atomic
 
@@ -52,6 +52,21 @@ def setting_table(rows: list[Row], reading: str) -> dict[str, dict[str, Stat]]:
         mean_row[m] = Stat(mean, std, len(seeds) if balanced else min(table[c][m].n for c in categories))
     table["mean"] = mean_row
     return table
+
+
+COST_LABELS = {"fit_seconds": "fit (s)", "score_seconds_per_image": "scoring (s/image)",
+               "fit_peak_rss_mib": "fit peak RSS (MiB)", "fit_peak_cuda_mib": "fit peak CUDA (MiB)"}  # fmt: skip
+
+
+def cost_stats(rows: list[Row]) -> dict[str, Stat]:
+    """Per cost (:data:`COSTS`): mean and std over the setting's categories and seeds (one job each)."""
+    return {c: stat(values) for c in COSTS if (values := [r.cost[c] for r in rows if c in r.cost])}
+
+
+def cost_cell(s: Stat | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s.mean:.4g}" if s.std is None else f"{s.mean:.4g} ± {s.std:.2g}"
 
 
 def markdown_table(table: dict[str, dict[str, Stat]]) -> str:
@@ -94,17 +109,28 @@ def defect_markdown(table: dict[tuple[str, str], dict[str, Stat]]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(tables: dict[str, dict[str, dict[str, Stat]]], settings: dict[str, Setting]) -> str:
-    """One row per setting: the mean row of its test reading."""
-    lines = ["| setting | protocol | test_ckpt | categories | seeds | " + " | ".join(METRICS) + " |",
-             "|" + "---|" * (len(METRICS) + 5)]  # fmt: skip
+def comparison_table(tables: dict[str, dict[str, dict[str, Stat]]], settings: dict[str, Setting],
+                     costs: dict[str, dict[str, Stat]]) -> str:  # fmt: skip
+    """One row per setting: the mean row of its test reading, and what a category cost (mean over its jobs)."""
+    shown = [c for c in COSTS if any(c in per for per in costs.values())]
+    lines = [
+        "| setting | model | protocol | test_ckpt | categories | seeds | "
+        + " | ".join(METRICS)
+        + " | "
+        + " | ".join(COST_LABELS[c] for c in shown)
+        + " |",
+        "|" + "---|" * (len(METRICS) + len(shown) + 6),
+    ]
     for key, per_reading in tables.items():
         test, header = per_reading["test"], settings[key].header
         mean = test.get("mean", {})
         seeds = max((s.n for s in mean.values()), default=0)
         cells = [mean[m].cell() if m in mean else "-" for m in METRICS]
-        lines.append(f"| {settings[key].label} | {header.get('protocol')} | {header.get('test_ckpt') or 'last'} | "
-                     f"{len(test) - 1} | {seeds} | " + " | ".join(cells) + " |")  # fmt: skip
+        cells += [cost_cell(costs.get(key, {}).get(c)) for c in shown]
+        lines.append(
+            f"| {settings[key].label} | {header.get('model') or '-'} | {header.get('protocol')} | "
+            f"{header.get('test_ckpt') or 'last'} | {len(test) - 1} | {seeds} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -120,7 +146,7 @@ def _seed(job: Job) -> str:
 
 
 def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Setting], jobs: list[Job],
-                   notes: list[str], folder: Path) -> str:  # fmt: skip
+                   notes: list[str], folder: Path, costs: dict[str, dict[str, Stat]]) -> str:  # fmt: skip
     done = sum(j.status == "done" for j in jobs)
     defects = defect_tables(jobs)
     parts = [f"# {title}\n", f"{done} of {len(jobs)} jobs finished; {len(settings)} setting(s).\n"]
@@ -129,13 +155,16 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
         parts.append(f"## Jobs that did not finish\n\n{not_done}\n")
     parts += [f"- {n}" for n in notes] + ([""] if notes else [])
     if len(settings) > 1:
-        parts.append(
-            f"## Settings compared (test reading, mean over categories)\n\n{comparison_table(tables, settings)}\n"
-        )
+        compared = comparison_table(tables, settings, costs)
+        parts.append(f"## Settings compared (test reading, mean over categories)\n\n{compared}\n")
     for key, per_reading in tables.items():
         h = settings[key].header
-        parts.append(f"## {settings[key].label}\n\n{h.get('benchmark')}, {h.get('backbone')}, validation protocol "
-                     f"{h.get('protocol')}, test_ckpt {h.get('test_ckpt') or 'last'}\n")  # fmt: skip
+        parts.append(f"## {settings[key].label}\n\n{h.get('model') or 'model ?'}, {h.get('benchmark')}, "
+                     f"{h.get('backbone')}, validation protocol {h.get('protocol')}, test_ckpt "
+                     f"{h.get('test_ckpt') or 'last'}\n")  # fmt: skip
+        if costs.get(key):
+            spent = ", ".join(f"{COST_LABELS[c]} {cost_cell(s)}" for c, s in costs[key].items())
+            parts.append(f"cost per category (mean ± std over its jobs): {spent}\n")
         for reading, meaning in READINGS.items():
             parts.append(f"### {reading}: {meaning}\n\n{markdown_table(per_reading[reading])}\n")
         if defects.get(key):
@@ -146,18 +175,27 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
     return text
 
 
-def write_csv(path: Path, tables: dict, settings: dict[str, Setting]) -> None:
-    """One row per setting, reading and category: mean, std and seed count of every metric."""
+def write_csv(path: Path, tables: dict, settings: dict[str, Setting], costs: dict[str, dict[str, Stat]]) -> None:
+    """One row per setting, reading and category: mean, std and seed count of every metric; then per setting a row
+    ``cost`` with the mean and std of each cost over its jobs."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["setting", "reading", "category", "seeds",
-                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])  # fmt: skip
+                         *(f"{m}_{s}" for m in (*METRICS, *COSTS) for s in ("mean", "std"))])  # fmt: skip
         for key, per_reading in tables.items():
             for reading, table in per_reading.items():
                 for category, stats in table.items():
                     n = max((s.n for s in stats.values()), default=0)
-                    cells = []
-                    for m in METRICS:
-                        s = stats.get(m)
-                        cells += ["", ""] if s is None else [f"{s.mean:.6f}", "" if s.std is None else f"{s.std:.6f}"]
-                    writer.writerow([settings[key].label, reading, category, n, *cells])
+                    writer.writerow([settings[key].label, reading, category, n, *_csv_cells(stats, METRICS)])
+            if costs.get(key):
+                n = max(s.n for s in costs[key].values())
+                writer.writerow([settings[key].label, "cost", "all", n, *([""] * 2 * len(METRICS)),
+                                 *_csv_cells(costs[key], COSTS)])  # fmt: skip
+
+
+def _csv_cells(stats: dict[str, Stat], names: tuple[str, ...]) -> list[str]:
+    cells = []
+    for m in names:
+        s = stats.get(m)
+        cells += ["", ""] if s is None else [f"{s.mean:.6f}", "" if s.std is None else f"{s.std:.6f}"]
+    return cells

@@ -7,6 +7,7 @@ updates the same run instead of adding one.
 import hashlib
 from pathlib import Path
 
+from fod_lightning.reporting.jobs import COSTS
 from fod_lightning.reporting.results import METRICS
 from fod_lightning.reporting.tables import Stat
 from fod_lightning.reporting.wandb_logger import require_wandb, resolve_mode, staging_inside
@@ -54,10 +55,11 @@ def log_summary_run(summary, project: str | None = None, entity: str | None = No
             for reading, table in per_reading.items():
                 for category, stats in table.items():
                     per_category.add_data(labels[key], reading, category, _seeds(stats), *_cells(stats))
-        comparison = wandb.Table(columns=["setting", *columns[3:]])
+        comparison = wandb.Table(columns=["setting", "model", *columns[3:], *(f"{c}_mean" for c in COSTS)])
         for key, per_reading in summary.tables.items():
-            mean = per_reading["test"].get("mean", {})
-            comparison.add_data(labels[key], _seeds(mean), *_cells(mean))
+            mean, costs = per_reading["test"].get("mean", {}), summary.costs.get(key, {})
+            comparison.add_data(labels[key], summary.settings[key].header.get("model"), _seeds(mean), *_cells(mean),
+                                *(costs[c].mean if c in costs else None for c in COSTS))  # fmt: skip
         logged = {"summary/settings": comparison, "summary/per_category": per_category}
         if summary.figure is not None:  # None: no job finished, nothing to draw
             logged["summary/figure"] = wandb.Image(str(summary.figure))

@@ -45,6 +45,8 @@ class FODLitModule(AnomalyModule):
             Adam update (their ``zero_grad()`` zero-filled gradients instead of clearing them).
     """
 
+    net_class = FOD
+
     def __init__(
         self,
         net: FOD | Mapping,
@@ -60,14 +62,7 @@ class FODLitModule(AnomalyModule):
         contract: DataContract | None = None,
         fitted_on: dict | None = None,
     ) -> None:
-        net = net if isinstance(net, FOD) else FOD.from_config(dict(net))
-        # plain types keep checkpoints weights_only-loadable
-        pixel_score_range = tuple(float(v) for v in pixel_score_range)
-        calibration = dict(calibration or {})
         super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on)
-        # logger=False: the run entry logs the whole resolved config once (no flat copies of these keys)
-        self.save_hyperparameters(ignore=["net", "optimizer", "contract", "fitted_on"], logger=False)
-        self.hparams["net"] = self.net.config  # what load_from_checkpoint rebuilds the net from
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)

@@ -2,8 +2,10 @@
 
 import importlib
 import sys
+import time
 from collections.abc import Mapping
 
+import torch
 from lightning import LightningModule
 from omegaconf import OmegaConf
 
@@ -18,10 +20,10 @@ CHECKPOINT_FORMAT = 2  # version of the "fod" entry of checkpoints; 2 names the 
 
 
 class AnomalyModule(LightningModule):
-    """Base of every model's LightningModule. A subclass builds its pure torch ``net`` (an
-    :class:`~fod_lightning.models.base.AnomalyNet`), saves its hyper-parameters with ``self.save_hyperparameters``
-    and ``self.hparams["net"] = net.config``, and adds its training (``training_step``, ``configure_optimizers``,
-    or a fit of statistics in :meth:`fit_start`). Everything else is here:
+    """Base of every model's LightningModule. A subclass names its pure torch net's class (``net_class``, an
+    :class:`~fod_lightning.models.base.AnomalyNet`) and adds its training (``training_step`` and
+    ``configure_optimizers``; or, fitted from statistics, :class:`~fod_lightning.training.statistics.StatisticsModule`).
+    Everything else is here:
 
     - validation and test: ``net.score_images`` on each batch into the :class:`Evaluator` (metrics, best epochs,
       per-defect numbers; :meth:`results` is what a job records);
@@ -31,15 +33,17 @@ class AnomalyModule(LightningModule):
       contract, what it was fitted on and the thresholds.
 
     Args:
-        net: the torch model.
+        net: the torch model, or its config (``net.config``: a checkpoint's ``hyper_parameters["net"]``).
         pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``.
         calibration: how the saved decision thresholds are chosen (:class:`CalibrationSettings`).
         contract, fitted_on, thresholds: of a model fitted elsewhere (an authors' checkpoint); a fit sets them.
     """
 
+    net_class: type[AnomalyNet] = AnomalyNet  # what a saved net config rebuilds
+
     def __init__(
         self,
-        net: AnomalyNet,
+        net: AnomalyNet | Mapping,
         pixel_thresholds: int | None = None,
         pixel_score_range: tuple[float, float] = (0.0, 1.0),
         calibration: Mapping | None = None,
@@ -48,7 +52,12 @@ class AnomalyModule(LightningModule):
         thresholds: dict | None = None,
     ) -> None:
         super().__init__()
-        self.net = net
+        self.net = net if isinstance(net, AnomalyNet) else self.net_class.from_config(dict(net))
+        # The arguments of this and every subclass constructor (Lightning reads them from the call frames), with the
+        # net's config in place of the net: load_from_checkpoint rebuilds the module from them. logger=False: the
+        # run logs the whole resolved config once.
+        self.save_hyperparameters(ignore=["net", "optimizer", "contract", "fitted_on", "thresholds"], logger=False)
+        self.hparams.update({k: plain(v) for k, v in self.hparams.items()} | {"net": self.net.config})
         self.evaluator = Evaluator(pixel_thresholds, pixel_score_range)
         self.thresholds = Thresholds(CalibrationSettings(**dict(calibration or {})), thresholds)
         self.contract = contract
@@ -84,8 +93,11 @@ class AnomalyModule(LightningModule):
 
     # --------------------------------------------------------------------------------------- evaluation
     def eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
+        start = time.perf_counter()
         pred = self.net.predict(batch.image)
-        self.evaluator.update(stage, pred.image_score, pred.anomaly_map, batch)
+        if pred.image_score.is_cuda:
+            torch.cuda.synchronize(pred.image_score.device)
+        self.evaluator.update(stage, pred.image_score, pred.anomaly_map, batch, time.perf_counter() - start)
         return pred
 
     def eval_epoch_end(self, stage: str) -> None:
@@ -136,8 +148,6 @@ class AnomalyModule(LightningModule):
             self.net.train(was_training)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if "hyper_parameters" in checkpoint:  # Hydra's configs as plain containers: loadable weights_only
-            checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
         checkpoint["fod_best"] = dict(self.evaluator.best)
         if self.trainer is not None and self.trainer.state.fn == "fit":
             self.calibrate()
@@ -161,9 +171,7 @@ def module_class(path: str) -> type[AnomalyModule]:
     name that is not an AnomalyModule is refused."""
     module_name, _, name = str(path).rpartition(".")
     if module_name.split(".")[0] in sys.stdlib_module_names:
-        raise ConfigError(
-            f"the checkpoint names {path} as its model class, which is not a fod_lightning model: not loaded"
-        )
+        raise ConfigError(f"the checkpoint names {path} as its model class, which is not an AnomalyModule: not loaded")
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as err:
@@ -177,7 +185,8 @@ def module_class(path: str) -> type[AnomalyModule]:
 
 
 def plain(value):
-    """``value`` with every OmegaConf container turned into plain dicts and lists (resolved)."""
+    """``value`` with every OmegaConf container turned into plain dicts and lists (resolved): what a checkpoint
+    loaded ``weights_only`` can hold."""
     if OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, Mapping):

@@ -1,35 +1,43 @@
 """Models fitted from statistics of the normal images (memory banks, Gaussians): no optimizer, one pass."""
 
-from lightning.pytorch.utilities.types import STEP_OUTPUT
+from collections.abc import Iterator
+
+import torch
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.training.module import AnomalyModule
 
 
 class StatisticsModule(AnomalyModule):
-    """Base of models that are fitted, not trained: each training batch goes to :meth:`fit_batch`, and after the
-    epoch's last batch :meth:`fit_end` builds the model (before validation and the epoch's checkpoint). Each batch
-    counts as a step, so that logging and checkpoints work as for trained models. One epoch is all they need
-    (more epochs fit again from the same images)."""
+    """Base of models that are fitted, not trained. Before the first step, :meth:`fit` receives every normal
+    training image once, in order and unsharded (the reference split: under DDP every process fits the same model
+    on all of them), as batches of normalised images. Then one training step is counted, so that validation,
+    logging and the epoch's checkpoints run as for trained models, and the fit stops, whatever
+    ``trainer.max_epochs`` says. Training augmentations do not apply: the reference split is never augmented."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.automatic_optimization = False
+    def fit(self, images: Iterator[torch.Tensor]) -> None:
+        """Fit the net from batches (B, 3, H, W) of normalised normal images."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit")
 
-    def fit_batch(self, batch: Batch) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not implement fit_batch")
-
-    def fit_end(self) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not implement fit_end")
+    def fit_start(self, datamodule) -> None:
+        with torch.no_grad():
+            self.fit(batch.image.to(self.device) for batch in datamodule.reference_dataloader())
 
     def configure_optimizers(self) -> None:
         return None
 
-    def training_step(self, batch: Batch, batch_idx: int) -> STEP_OUTPUT:
-        self.fit_batch(batch)
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress  # Lightning's global_step
         steps.increment_ready()
         steps.increment_completed()
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            self.fit_end()
+        self.trainer.should_stop = True  # validated and saved now, then done
         return None
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return False
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        if value:
+            raise ValueError(f"{type(self).__name__} is fitted from statistics: it has no optimizer to step")

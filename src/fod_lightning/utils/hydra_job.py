@@ -57,3 +57,10 @@ def sweep_group(task_name: str) -> str:
 
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def choice(group: str) -> str | None:
+    """The option this job chose in a config group (``model`` -> ``patchcore``), None outside Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get(group)

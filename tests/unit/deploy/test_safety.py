@@ -113,3 +113,20 @@ def test_wandb_keys_never_reach_logs_configs_or_outputs(tmp_path):
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in written)  # the offline W&B run is there
     assert not [p for p in written if key.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [("os.system", "not an AnomalyModule: not loaded"),  # a standard-library name is never imported
+     ("numpy.ndarray", "not a fod_lightning AnomalyModule: not loaded"),
+     ("no_such_package.Model", r"cannot be imported \(ModuleNotFoundError\): install the package")],
+)  # fmt: skip
+def test_a_checkpoint_naming_a_class_that_is_no_model_is_refused(tmp_path, module, message):
+    from fod_lightning import load
+    from fod_lightning.errors import ConfigError
+
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": {}},
+                "fod": {"format": 2, "module": module, "contract": {"image_size": 32}}}, path)  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        load(path)

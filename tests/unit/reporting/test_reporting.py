@@ -62,7 +62,7 @@ def test_summary_groups_by_setting_with_mean_and_std_over_seeds_and_lists_unfini
     assert "9 of 12 jobs finished; 2 setting(s)" in md
     assert "| 8 | failed | 3 | CUDA out of memory |" in md
     assert "| 10 | unfinished | ? | no results.json" in md
-    assert "| model.lambda1=0.5 | from_train | best | 2 | 2 | 0.7500 ± 0.0707 |" in md
+    assert "| model.lambda1=0.5 | - | from_train | best | 2 | 2 | 0.7500 ± 0.0707 |" in md
     assert "brick seed 1 appears twice in one setting" in md
     assert (sweep / "summary.png").is_file()
 
