@@ -67,7 +67,7 @@ def test_fast_preset_scores_both_classes_quickly_with_small_outputs_and_data_in_
         assert {"train/loss", "val/image_auroc", "test/image_auroc"} <= set(next(csv.reader(f)))
     assert folder_bytes(out) < 200e6  # about 37 MB (three small checkpoints); was 1.6 GB
     # the small benchmark is generated in the user's cache, not in the working folder
-    data = tmp_path / "cache" / "fod_lightning" / "data" / "fod_textures_debug"
+    (data,) = (tmp_path / "cache" / "fod_lightning" / "data").glob("fod_textures-*")  # keyed by its sizes
     manifest = json.loads((data / "manifest.json").read_text())
     assert (manifest["n_train"], manifest["n_test_good"], manifest["n_test_per_defect"]) == (4, 2, 1)
     assert not any((tmp_path / "home").iterdir())
@@ -138,7 +138,7 @@ def test_presets_leave_the_logger_choice_and_fast_shrinks_only_the_embedded_benc
         assert set(compose_run(f"debug={preset}", "logger=wandb").logger) == {"csv", "wandb"}
     textures = compose_run("debug=fast").data
     assert (textures.n_train, textures.crop_size, textures.category) == (4, 64, "brick")
-    assert textures.root.endswith("/fod_textures_debug") and textures.image_size == 64
+    assert textures.root.endswith("/fod_textures") and textures.image_size == 64  # its sizes pick the folder
     assert compose_run().data.root.endswith("/fod_textures") and compose_run().data.n_train == 40
     for data in ("mvtec", "btad", "mvtec3d", "visa", "folder"):  # the real benchmarks keep their own keys
         real, plain = compose_run(f"data={data}", "debug=fast").data, compose_run(f"data={data}").data

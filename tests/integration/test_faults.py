@@ -1,6 +1,7 @@
 """Faults: a killed run resumes exactly, a NaN loss stops cleanly, a failing category spares the others,
 checkpoints are written atomically, and the same seed reproduces a run."""
 
+import csv
 import json
 import os
 import subprocess
@@ -41,6 +42,10 @@ def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_pat
     assert json.loads((tmp_path / "run" / "results.json").read_text())["run"]["status"] == "running"
     resumed = cli(*base, "ckpt_path=last", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    for alarm in ("dirpath has changed", "Experiment logs directory", "will be deleted"):
+        assert alarm not in resumed.stderr + resumed.stdout
+    # one metrics history: every epoch's validation rows, the ones before the kill included, as in the full run
+    assert validated_epochs(tmp_path / "run") == validated_epochs(tmp_path / "full") == [0, 1, 2]
     a, b = (json.loads((tmp_path / d / "results.json").read_text())["categories"]["brick"] for d in ("full", "run"))
     for name in METRICS:
         assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-9)
@@ -49,6 +54,32 @@ def test_a_killed_run_resumes_from_last_and_ends_as_an_uninterrupted_one(tmp_pat
     assert b["epochs"] == a["epochs"] == 3
     nothing = cli(*base, "ckpt_path=last", f"hydra.run.dir={tmp_path}/elsewhere", "task_name=other", cwd=tmp_path)
     assert nothing.returncode == 2 and "ckpt_path=last found no <category>/checkpoints/last.ckpt in" in nothing.stderr
+
+
+def validated_epochs(run: Path) -> list[int]:
+    with (run / "brick" / "metrics.csv").open(newline="") as f:
+        return sorted({int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/image_auroc")})
+
+
+@pytest.mark.slow  # three CLI runs, about 2 minutes
+def test_resuming_an_earlier_run_continues_in_its_folder_and_summarize_sees_one_job(tmp_path):
+    base = [*TINY_TEXTURES, *TINY, "data.category=brick", "trainer.max_epochs=3", f"paths.data_dir={tmp_path}/data",
+            f"paths.log_dir={tmp_path}/outputs"]  # fmt: skip
+    kill = ["+callbacks.kill._target_=helpers.fault_callbacks.KillAt", "+callbacks.kill.epoch=2",
+            "+callbacks.kill.batch=1"]  # fmt: skip
+    runs = tmp_path / "outputs" / "run" / "runs"
+    killed = cli(*base, *kill, f"hydra.run.dir={runs}/first", cwd=tmp_path)
+    assert killed.returncode == -9
+    resumed = cli(*base, "ckpt_path=last", cwd=tmp_path)  # a new run folder of the same task
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in runs.iterdir()] == ["first"]  # the new folder, unused, is gone
+    results = json.loads((runs / "first" / "results.json").read_text())
+    assert results["run"]["status"] == "done" and results["run"]["resumed"] == str(runs / "first")
+    assert validated_epochs(runs / "first") == [0, 1, 2]
+    from fod_lightning.reporting import summarize_folder
+
+    summary = summarize_folder(runs)
+    assert [j.status for j in summary.jobs] == ["done"] and list(summary.settings.values())[0].label == "default"
 
 
 def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(make_config, tmp_path):

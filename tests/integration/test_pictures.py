@@ -73,7 +73,7 @@ def test_panels_order_worst_false_positives_and_false_negatives_first():
 
 def test_threshold_source_calibrated_then_validation_then_the_test_splits_own():
     values, targets = np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])
-    saved = {"source": "normal", "image": 0.5, "pixel": 0.0123, "num_images": 7, "held_out": True,
+    saved = {"source": "normal", "image": 0.5, "pixel": 0.0123, "num_images": 17, "held_out": True,
              "image_quantile": 0.99, "pixel_quantile": 0.999}  # fmt: skip
     val = {"image": 0.3, "pixel": 0.25}
 
@@ -84,7 +84,7 @@ def test_threshold_source_calibrated_then_validation_then_the_test_splits_own():
 
     pixel = choose_threshold("pixel", saved, val, "from_train", values, targets)
     assert pixel.value == 0.0123
-    assert pixel.text() == "threshold 0.0123 (calibrated on 7 held-out normal images, quantile 0.999)"
+    assert pixel.text() == "threshold 0.0123 (calibrated on 17 held-out normal images, quantile 0.999)"
     from_train = choose_threshold("pixel", None, val, "from_train", values, targets)
     assert (from_train.value, from_train.source) == (0.25, "validation F1-max threshold, from_train")
     paper = choose_threshold("image", None, val, "paper", values, targets)  # never validation = test under paper
@@ -122,7 +122,7 @@ def test_histogram_threshold_line_and_values_on_bars(figures):
     assert "threshold 0.45\n(because)" in legend
     tables = {"s": {"brick": {"image_auroc": Stat(0.8123, None, 1)}, "mean": {"image_auroc": Stat(0.8123, None, 1)}}}
     plots.setting_bars(tables, {"s": "default"}, ("image_auroc",), "title", None)
-    assert [t.get_text() for t in figures[1].axes[0].texts] == ["0.812", "0.812"]
+    assert [t.get_text() for t in figures[1].axes[0].texts] == ["0.812"]  # one category: no mean bar
 
 
 def spy(monkeypatch) -> dict:
@@ -149,7 +149,8 @@ def test_run_draws_worst_first_on_one_scale_with_curves_and_per_defect_numbers(m
     seen = spy(monkeypatch)
     results = run(make_config("data.category=brick", "callbacks.test_pictures.max_panels=2"))
     folder = tmp_path / "out" / "brick" / "pictures"
-    assert {p.name for p in folder.glob("*.png")} == {"roc_histogram.png", "pro_curve.png", "training_losses.png"}
+    assert {p.name for p in folder.glob("*.png")} == {"roc_histogram.png", "pro_curve.png", "training_losses.png",
+                                                     "validation_metrics.png"}  # fmt: skip
     items = seen["items"]
     scores, labels = np.array([it["score"] for it in items]), np.array([it["label"] for it in items])
     maps, masks = np.stack([it["map"] for it in items]), np.stack([it["mask"] for it in items])

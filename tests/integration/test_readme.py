@@ -161,6 +161,10 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     # Set-up
     MAKE_RUN: Run(instead="python -m fod_lightning.run", why="the Makefile's run recipe (checked), with debug=fast"),
     "make test": Skip("what CI runs: this file is part of it"),
+    "make install": Skip("the quick start's set-up: tests/integration/test_quick_start.py runs it in a fresh clone"),
+    "make run ARGS=debug=fast": Run(
+        instead="python -m fod_lightning.run debug=fast", why="the Makefile's run recipe with ARGS (checked)"
+    ),
     "python3 -m venv .venv": Skip("set-up without make (what make install does)"),
     ". .venv/bin/activate": Skip("set-up without make"),
     "pip install torch==2.14.1 torchvision==0.29.1": Skip("set-up without make: the Makefile's TORCH_PAIR"),

@@ -75,6 +75,7 @@ def test_checkpoint_holds_the_reference_and_reloads(make_config, tmp_path):
     import hydra
 
     model: FODLitModule = hydra.utils.instantiate(make_config().model)
+    model.on_load_checkpoint(ckpt)  # the backbone's weights come from the config, checked by their fingerprint
     model.load_state_dict(ckpt["state_dict"])
     assert model.net.reference.is_set
     # last.ckpt keeps what resuming needs; the best-epoch checkpoints only serve evaluation: no Adam state

@@ -73,6 +73,9 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
     assert {"train/stage0/rec", "train/stage1/inter_ent", "val/image_auroc", "val/image_auroc_best",
             "test/pixel_aupro", "sigma/stage0/layer0/inter_x"} <= history_keys  # fmt: skip
     assert "test/brick/predictions" in history_keys and "summary/per_category" in history_keys
+    # the category's figures too, and the summary figure
+    assert {"test/brick/roc_histogram", "test/brick/pro_curve", "test/brick/training_losses",
+            "test/brick/validation_metrics", "summary/figure"} <= history_keys  # fmt: skip
     assert config["model"]["net"]["d_models"] == [16, 32] and config["data"]["category"] == "brick"
     assert not {"d_models", "lambda1", "n_heads"} & set(config)  # the config once, nested, no flat copies
     # the table's pixels live inside the run's own folder (an offline run copied elsewhere keeps them)

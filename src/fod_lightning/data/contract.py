@@ -7,10 +7,18 @@ it in every checkpoint; export writes it beside the ONNX model; transforms, ``pr
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, build_transform, read_image
+from fod_lightning.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RESIZE_MODES,
+    build_transform,
+    read_image,
+    resized_shape,
+)
 from fod_lightning.errors import ConfigError
 
 PREPROCESSING = (
@@ -63,6 +71,20 @@ class DataContract:
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         pixels = ((images * std + mean).clamp(0, 1) * 255).round().byte()
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def map_to_image(self, anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
+        """An anomaly map (S, S) of the model's input drawn back onto the original image (height, width): scaled
+        bilinearly; with ``shorter_side_crop`` placed where the centre crop came from, NaN outside it."""
+        if self.resize == "square":
+            return cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        h, w = resized_shape(height, width, self.image_size, square=False)
+        top, left = int(round((h - self.image_size) / 2.0)), int(round((w - self.image_size) / 2.0))
+        values, inside = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+        values[top : top + self.image_size, left : left + self.image_size] = anomaly_map
+        inside[top : top + self.image_size, left : left + self.image_size] = 1.0
+        values = cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
+        inside = cv2.resize(inside, (width, height), interpolation=cv2.INTER_LINEAR)
+        return np.where(inside > 0.999, values, np.nan).astype(np.float32)
 
     def random_images(self, n: int, seed: int) -> torch.Tensor:
         """``n`` uniform random RGB images in [0, 1], normalised: (n, 3, S, S) float32 (export's parity check)."""

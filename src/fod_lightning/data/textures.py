@@ -4,6 +4,7 @@ Written once, deterministically from a seed, in the MVTec AD on-disk layout, the
 same loader as MVTec AD.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -58,6 +59,32 @@ def _write_category(root: Path, name: str, spec: dict, rng: np.random.Generator)
             _save(root / name / "ground_truth" / family / f"{i:03d}_mask.png", mask.astype(np.float64))
 
 
+DEFAULT_SPEC = {"n_train": 40, "n_test_good": 12, "n_test_per_defect": 8, "crop_size": 256}
+
+
+def spec_of(seed: int, n_train: int, n_test_good: int, n_test_per_defect: int, crop_size: int) -> dict:
+    """Everything the benchmark's files depend on."""
+    return {"version": FORMAT_VERSION, "seed": seed, "categories": list(TEXTURE_CATEGORIES), "n_train": n_train,
+            "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect, "crop_size": crop_size}  # fmt: skip
+
+
+def textures_folder(root: Path, spec: dict) -> Path:
+    """Where a benchmark of ``spec`` lives: ``root`` for the default sizes with seed 0, else a sibling keyed by a
+    digest of the spec (``fod_textures-<digest>``), so that benchmarks of different sizes never share a folder."""
+    default = spec_of(0, **DEFAULT_SPEC)
+    if spec == default:
+        return root
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return root.with_name(f"{root.name}-{digest}")
+
+
+def read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def ensure_textures(
     root: Path,
     seed: int = 0,
@@ -66,38 +93,33 @@ def ensure_textures(
     n_test_per_defect: int = 8,
     crop_size: int = 256,
 ) -> Path:
-    """Build the benchmark under ``root`` unless an identical build is already there.
+    """The folder of the benchmark these settings make (:func:`textures_folder`), built there unless it is.
 
-    The build goes to a temporary folder that is renamed into place, so concurrent processes (DDP
-    ranks, parallel sweep jobs) never see half-written data.
+    The build goes to a temporary folder renamed into place, so concurrent processes (DDP ranks, parallel sweep
+    jobs) never see half-written data, and a folder is never rebuilt in place: another size lives elsewhere.
     """
-    spec = {
-        "version": FORMAT_VERSION, "seed": seed, "categories": list(TEXTURE_CATEGORIES), "n_train": n_train,
-        "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect, "crop_size": crop_size,
-    }  # fmt: skip
-    manifest = root / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    spec = spec_of(seed, n_train, n_test_good, n_test_per_defect, crop_size)
+    folder = textures_folder(Path(root), spec)
+    if read_manifest(folder) == spec:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         for index, name in enumerate(TEXTURE_CATEGORIES):
             _write_category(tmp, name, spec, np.random.default_rng([seed, index]))
         (tmp / "manifest.json").write_text(json.dumps(spec, indent=1))
-        if root.exists():
-            if manifest.is_file() and json.loads(manifest.read_text()) == spec:
-                return root  # another process finished first
-            stale = root.with_name(f".{root.name}-stale-{os.getpid()}")
-            root.rename(stale)
+        if folder.exists() and read_manifest(folder) != spec:  # a build of an older version: set aside, then gone
+            stale = folder.with_name(f".{folder.name}-stale-{os.getpid()}")
+            folder.rename(stale)
             shutil.rmtree(stale, ignore_errors=True)
         try:
-            tmp.rename(root)
-        except OSError:
-            if not (manifest.is_file() and json.loads(manifest.read_text()) == spec):
+            tmp.rename(folder)
+        except OSError:  # another process renamed its build into place first
+            if read_manifest(folder) != spec:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return folder
 
 
 class TexturesDataModule(MVTecADDataModule):
@@ -117,6 +139,7 @@ class TexturesDataModule(MVTecADDataModule):
         n_test_per_defect: int = 8, crop_size: int = 256, **kwargs,
     ) -> None:  # fmt: skip
         super().__init__(root, category, **kwargs)
+        self.given_root = self.root  # the benchmark's folder is this, or a sibling keyed by the sizes below
         self.spec = dict(
             seed=seed, n_train=n_train, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect,
             crop_size=crop_size,
@@ -127,7 +150,9 @@ class TexturesDataModule(MVTecADDataModule):
         """The root need not exist before the run: :meth:`prepare_data` writes it."""
 
     def prepare_data(self) -> None:
-        ensure_textures(self.root, **self.spec)
+        """Build the benchmark if needed; ``root`` becomes its folder (keyed by its sizes, see
+        :func:`textures_folder`)."""
+        self.root = ensure_textures(self.given_root, **self.spec)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()

@@ -160,7 +160,8 @@ def load_model(
     checkpoint = read_checkpoint(path)
     if build is None:
         cls = module_class_of(checkpoint, path)
-        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True,
+                                        **backbone_from_file(checkpoint)).eval()  # fmt: skip
     model = build()
     if checkpoint.get("fod"):
         cls = module_class_of(checkpoint, path)
@@ -170,6 +171,17 @@ def load_model(
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     return model.to(map_location).eval()
+
+
+def backbone_from_file(checkpoint: dict) -> dict:
+    """When the checkpoint holds the backbone's weights (saved with ``model.save_backbone=true``, or before lean
+    checkpoints): the net's config with the backbone built without weights, since the state dict brings them (no
+    download, no weights file needed). Empty otherwise: the config's weights load and their fingerprint is checked."""
+    net = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    backbone = (checkpoint.get("fod") or {}).get("backbone") or {"in_checkpoint": True}
+    if not isinstance(net.get("backbone"), dict) or not backbone.get("in_checkpoint"):
+        return {}
+    return {"net": {**net, "backbone": {**net["backbone"], "weights": "random", "checkpoint_path": None}}}
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):

@@ -1,8 +1,9 @@
 """Scoring new images with a fitted model (``python -m fod_lightning.predict``): raw anomaly maps, overlays and a
 CSV of scores and labels.
 
-Writes ``OUT/maps/<name>.npy`` (float32 (S, S): the stage-averaged, unsmoothed map of the pixel metrics, at the
-model's input size S), ``OUT/overlays/<name>.png`` and ``OUT/scores.csv`` (``image,score,label,output,error``).
+Writes ``OUT/maps/<name>.npy`` (float32 (S, S): the map of the pixel metrics at the model's input size S),
+``OUT/overlays/<name>.png`` (at the image's own size, one colour scale for the run, the pixel threshold marked),
+``OUT/scores.csv`` (``image,score,label,output,error,threshold``) and ``OUT/predict.log`` (what was done).
 ``<name>`` is the image's path relative to the input folder without its suffix, so equal file names in
 different sub-folders stay apart. Unreadable images get a CSV row with the error and no outputs; the exit
 code is then 1 (0: all scored; 2: a user error stopped the run).
@@ -11,6 +12,7 @@ code is then 1 (0: all scored; 2: a user error stopped the run).
 import csv
 import glob
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -68,8 +70,7 @@ class ImageFiles(Dataset):
     file gives its error instead."""
 
     def __init__(self, files: list[Path], contract: DataContract) -> None:
-        self.files, self.contract = files, contract
-        self.transform = contract.transform()
+        self.files, self.transform = files, contract.transform()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -79,8 +80,7 @@ class ImageFiles(Dataset):
             array = read_image(self.files[index])
         except FODUserError as err:
             return {"index": index, "error": one_line(err)}
-        image = self.transform(image=array)["image"]  # (3, S, S) normalised
-        return {"index": index, "image": image, "rgb": self.contract.denormalise(image[None])[0]}  # for the overlay
+        return {"index": index, "image": self.transform(image=array)["image"]}  # (3, S, S) normalised
 
 
 def collate(items: list[dict]) -> list[dict]:
@@ -99,54 +99,84 @@ def fitted_model(cfg: DictConfig):
 
 
 def predict(cfg: DictConfig) -> dict:
-    """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path."""
+    """Score every image of ``cfg.input``; returns counts ``{"scored", "failed"}`` and the CSV path.
+
+    Two passes: the images are scored (maps saved), then drawn on one colour scale for the whole run (every map's
+    range, the pixel threshold included), each overlay at its image's size."""
     check_count("batch_size", cfg.batch_size, 1, "images scored at once", 8)
     check_count("num_workers", cfg.num_workers, 0, WORKERS, 2)
     files, root = find_images(str(cfg.input))
     model = fitted_model(cfg)
+    log.info("model %s (%s) from %s, fitted on %s, input %s", type(model.net).__name__, type(model).__name__,
+             cfg.ckpt_path, model.fitted_on, model.contract)  # fmt: skip
     device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     net = model.net.to(device).eval()
     image, pixel = model.thresholds.for_decisions(cfg.threshold, cfg.pixel_threshold)
-    image_threshold, pixel_threshold = image.value, pixel.value
-    if image_threshold is None:
+    log.info("image threshold: %s; pixel threshold: %s", image.text(), pixel.text())
+    if image.value is None:
         log.warning("the checkpoint has no calibrated threshold: labels are left empty (set threshold=VALUE)")
+    log.info("%d image(s) under %s", len(files), root)
     out = Path(cfg.output_dir).expanduser()
-    names = output_names(files, root)
-    rows = [{"image": str(f), "score": "", "label": "", "output": n, "error": ""} for f, n in zip(files, names)]
+    rows = [{"image": str(f), "score": "", "label": "", "output": n, "error": "",
+             "threshold": "" if image.value is None else f"{image.value:.6g}"}
+            for f, n in zip(files, output_names(files, root))]  # fmt: skip
     loader = DataLoader(ImageFiles(files, model.contract), batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         collate_fn=collate)  # fmt: skip
+    low, high = math.inf, -math.inf
     with torch.no_grad():
         for items in tqdm(loader, desc="predict", unit="batch", disable=not cfg.progress_bar):
-            good = [it for it in items if "error" not in it]
             for it in items:
                 if "error" in it:
-                    rows[it["index"]]["error"] = it["error"]
-                    rows[it["index"]]["output"] = ""
+                    rows[it["index"]] |= {"error": it["error"], "output": ""}
+                    log.warning("%s: %s", rows[it["index"]]["image"], it["error"])
+            good = [it for it in items if "error" not in it]
             if not good:
                 continue
             scores, maps = net.score_images(torch.stack([it["image"] for it in good]).to(device))
             for it, score, amap in zip(good, scores.cpu().numpy(), maps.float().cpu().numpy()):
                 row = rows[it["index"]]
-                row |= {"score": f"{float(score):.6g}", "label": label(float(score), image_threshold)}
-                write_outputs(out, row["output"], amap, it["rgb"], pixel_threshold,
-                              f"{row['image']}  score {float(score):.4g} {row['label']}")  # fmt: skip
+                row |= {"score": f"{float(score):.6g}", "label": label(float(score), image.value)}
+                save_map(out, row["output"], amap)
+                low, high = min(low, float(amap.min())), max(high, float(amap.max()))
+    scored = [r for r in rows if not r["error"]]
+    if scored:
+        scale = colour_scale(low, high, pixel.value)
+        log.info("overlays on one colour scale, %.4g to %.4g", *scale)
+        for row in scored:
+            draw_overlay(out, row, model.contract, pixel.value, scale)
     csv_path = write_csv(out / "scores.csv", rows)
-    failed = sum(bool(r["error"]) for r in rows)
-    return {"scored": len(rows) - failed, "failed": failed, "csv": str(csv_path)}
+    failed = len(rows) - len(scored)
+    log.info("scored %d image(s), %d unreadable; %s", len(scored), failed, csv_path)
+    return {"scored": len(scored), "failed": failed, "csv": str(csv_path)}
 
 
-def write_outputs(out: Path, name: str, amap: np.ndarray, rgb: np.ndarray, threshold: float | None, title: str) -> None:
-    map_path = out / "maps" / f"{name}.npy"
-    map_path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(map_path, amap.astype(np.float32))
-    overlay(rgb, amap, threshold, title, out / "overlays" / f"{name}.png")
+def colour_scale(low: float, high: float, threshold: float | None) -> tuple[float, float]:
+    """The run's colour scale: every map's range, stretched to show the threshold."""
+    if threshold is not None:
+        low, high = min(low, threshold), max(high, threshold)
+    return (low, high) if high > low else (low, low + 1e-6)
+
+
+def save_map(out: Path, name: str, amap: np.ndarray) -> None:
+    path = out / "maps" / f"{name}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, amap.astype(np.float32))
+
+
+def draw_overlay(out: Path, row: dict, contract: DataContract, threshold: float | None,
+                 scale: tuple[float, float]) -> None:  # fmt: skip
+    """The overlay of one scored image at the image's own size (its map drawn back by the data contract)."""
+    rgb = read_image(Path(row["image"]))
+    amap = contract.map_to_image(np.load(out / "maps" / f"{row['output']}.npy"), *rgb.shape[:2])
+    title = f"{row['image']}  score {float(row['score']):.4g} {row['label']}"
+    overlay(rgb, amap, threshold, scale, title, out / "overlays" / f"{row['output']}.png")
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     """Written whole under a temporary name, then renamed: never a half-written CSV."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "score", "label", "output", "error"])
+        writer = csv.DictWriter(f, fieldnames=["image", "score", "label", "output", "error", "threshold"])
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -1,15 +1,19 @@
 """One category of a job: build (or load) the model, fit it, test it, and return what it measured."""
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
 from omegaconf import DictConfig
 
 from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model, resumable
+from fod_lightning.engine.resume import continue_history, earlier_history
 from fod_lightning.errors import ConfigError
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
+from fod_lightning.training.callbacks.best_checkpoint import BestMetricCheckpoint
+from fod_lightning.utils.hydra_job import in_multirun
 from fod_lightning.utils.resources import Cost
 
 log = logging.getLogger(__name__)
@@ -23,10 +27,15 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     datamodule = hydra.utils.instantiate(cfg.data)
     train = cfg.get("train", True)
     model = model_for(cfg, datamodule.resize)
+    log_dir = Path(cfg.paths.output_dir) / cfg.data.category
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if train and cfg.get("ckpt_path"):  # resuming: one metrics history for the category
+        continue_history(loggers, earlier_history(log_dir, cfg.ckpt_path))
     tested = {}
     try:
+        keep = kept_checkpoints(cfg)
         callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks = [c for c in callbacks if keep == "all" or not isinstance(c, BestMetricCheckpoint)]
         trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         for lg in loggers:
             lg.log_hyperparams(resolved_config(cfg))
@@ -36,6 +45,8 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
             trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
+        if keep == "none":
+            remove_checkpoints(trainer)
     finally:
         finish_loggers(loggers)
     if not datamodule.has_masks:
@@ -43,6 +54,24 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     record = model.results()
     return record | {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
                       "cost": record.get("cost", {}) | fit_cost(fit)}  # fmt: skip
+
+
+def kept_checkpoints(cfg: DictConfig) -> str:
+    """``keep_checkpoints``, with ``auto`` resolved: every checkpoint in a single run (or to test the best epoch), the
+    final one in a multirun."""
+    keep = cfg.get("keep_checkpoints", "auto")
+    if keep != "auto":
+        return keep
+    return "last" if in_multirun() and cfg.get("test_ckpt", "last") != "best" else "all"
+
+
+def remove_checkpoints(trainer: L.Trainer) -> None:
+    """``keep_checkpoints=none``: the checkpoints this job wrote, removed once it is tested."""
+    for callback in trainer.checkpoint_callbacks:
+        for path in {callback.best_model_path, callback.last_model_path} - {""}:
+            Path(path).unlink(missing_ok=True)
+        if callback.dirpath and Path(callback.dirpath).is_dir() and not any(Path(callback.dirpath).iterdir()):
+            Path(callback.dirpath).rmdir()
 
 
 def fit_cost(fit: Cost) -> dict:

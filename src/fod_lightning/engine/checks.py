@@ -18,6 +18,7 @@ from fod_lightning.models.backbone import check_backbone_name
 from fod_lightning.utils.checks import WORKERS, check_count, is_int
 
 TEST_CKPTS = ("last", "best")
+KEEP_CHECKPOINTS = ("auto", "all", "last", "none")
 MAX_SEED = 2**32 - 1  # numpy's bound, which Lightning's seed_everything enforces
 
 
@@ -106,6 +107,12 @@ def check_config(cfg: DictConfig) -> None:
     if test_ckpt == "best" and not cfg.get("train", True):
         raise ConfigError("test_ckpt=best selects among the checkpoints of a training: with train=false the test "
                           "uses ckpt_path; set test_ckpt=last")  # fmt: skip
+    keep = cfg.get("keep_checkpoints", "auto")
+    if keep not in KEEP_CHECKPOINTS:
+        raise ConfigError(f"keep_checkpoints={keep} is unknown: use one of {', '.join(KEEP_CHECKPOINTS)}")
+    if test_ckpt == "best" and keep in ("last", "none"):
+        raise ConfigError(f"test_ckpt=best tests a best-epoch checkpoint, which keep_checkpoints={keep} does not keep: "
+                          "set keep_checkpoints=all")  # fmt: skip
     monitored = [c.get("monitor") for c in (cfg.get("callbacks") or {}).values()]
     if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
         raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="

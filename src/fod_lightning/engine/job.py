@@ -7,13 +7,15 @@ from pathlib import Path
 import hydra
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.engine.categories import categories_of
 from fod_lightning.engine.category import fit_and_test_category
 from fod_lightning.engine.checks import check_backbone_node, check_config
+from fod_lightning.engine.objective import objective_value
 from fod_lightning.engine.resume import category_config, resumed_run
 from fod_lightning.errors import FODUserError, error_line, user_error
+from fod_lightning.launch.output_folder import remove_unused_run_folder
 from fod_lightning.reporting.results import build_results, format_defect_table, format_table, write_results
 from fod_lightning.reporting.run_record import run_record
 from fod_lightning.utils.hydra_job import choice, in_multirun
@@ -23,10 +25,14 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     """Fit and test every requested category; keep ``results.json`` in ``paths.output_dir`` up to date (status
-    ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such."""
+    ``running``, then ``done`` or ``failed``), so that a stopped job is visible as such.
+
+    ``ckpt_path=last`` continues the resumed run in its own folder (one folder, one metrics history per category);
+    the folder Hydra made for this command is then removed. A single run stopped by its config before any category
+    started leaves no run folder behind (a multirun keeps the failed job's ``results.json``: the sweep says why)."""
     check_backbone_node(cfg)  # first: without it the config cannot even be recorded
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
-    output_dir = Path(cfg.paths.output_dir)
+    hydra_folder = output_dir = Path(cfg.paths.output_dir)
     datamodule_cls = hydra.utils.get_class(cfg.data._target_)
     protocol = cfg.data.get("val_protocol", "paper")
     record = run_record(cfg, output_dir)
@@ -46,15 +52,26 @@ def run(cfg: DictConfig) -> dict:
     try:
         check_config(cfg)
         categories = categories_of(cfg)
+        resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
+    except Exception as err:
+        if in_multirun():
+            record |= {"status": "failed", "error": error_line(err)}
+            save()
+        elif rank_zero_only.rank == 0:
+            remove_unused_run_folder(hydra_folder)
+        raise
+    if resumed is not None:
+        record["resumed"] = str(resumed)
+        if resumed != output_dir:
+            log.info("continuing %s in its folder", resumed)
+            cfg, output_dir = in_folder(cfg, resumed), resumed
+    try:
         notes += categories.notes(datamodule_cls.benchmark, str(cfg.data.root))
         for note in notes:
             log.warning(note)
         record["categories_planned"] = categories.names
         save()
         errors: dict[str, Exception] = {}
-        resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
-        if resumed is not None:
-            record["resumed"] = str(resumed)
         for category in categories.names:
             log.info("category %s", category)
             try:
@@ -70,11 +87,25 @@ def run(cfg: DictConfig) -> dict:
         record |= {"status": "failed", "error": error_line(err)}
         save()
         raise
+    finally:
+        if output_dir != hydra_folder and rank_zero_only.rank == 0:
+            remove_unused_run_folder(hydra_folder)
     record |= {"status": "done", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if cfg.get("optimized_metric"):  # what the sweeper optimises, kept with the job (a study survives its process)
+        name = cfg.optimized_metric
+        record["objective"] = {"name": name, "value": objective_value(save(), name)}
     results = save()
     if rank_zero_only.rank == 0:
         report(cfg, results, output_dir)
     return results
+
+
+def in_folder(cfg: DictConfig, folder: Path) -> DictConfig:
+    """The job's config writing into ``folder`` (checkpoints, logs, pictures follow ``paths.output_dir``)."""
+    moved = cfg.copy()
+    with open_dict(moved):
+        moved.paths.output_dir = str(folder)
+    return moved
 
 
 class CategoriesFailedError(FODUserError, RuntimeError):

@@ -1,11 +1,14 @@
 """``ckpt_path=last``: which earlier run a job resumes, and each category's checkpoint in it."""
 
+import csv
 import logging
+import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from fod_lightning.deploy.checkpoint import read_checkpoint
 from fod_lightning.errors import ConfigError
 from fod_lightning.utils.hydra_job import in_multirun
 
@@ -44,3 +47,33 @@ def resumed_run(cfg: DictConfig) -> Path:
             "give the checkpoint's path, or start without ckpt_path"
         )
     return max(newest, key=newest.get)
+
+
+HISTORY = "metrics.csv"  # the CSV logger's file in <run folder>/<category>/
+LOG_DIR_WARNING = r"Experiment logs directory .* exists and is not empty"
+
+
+def earlier_history(log_dir: Path, checkpoint: str | Path) -> list[dict]:
+    """The rows of a resumed category's ``metrics.csv`` up to the checkpoint's epoch (later rows were logged after
+    it, by the run that stopped), as the CSV logger records them; the file is set aside (``.metrics.csv.earlier``),
+    since the logger starts it afresh. The caller hands the rows to the new logger: one history per category."""
+    history = log_dir / HISTORY
+    if not history.is_file():
+        return []
+    last_epoch = read_checkpoint(checkpoint).get("epoch", -1)
+    with history.open(newline="") as f:
+        rows = [{k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v}
+                for row in csv.DictReader(f)]  # fmt: skip
+    history.replace(log_dir / f".{HISTORY}.earlier")
+    return [r for r in rows if r.get("epoch", last_epoch) <= last_epoch]
+
+
+def continue_history(loggers: list, rows: list[dict]) -> None:
+    """A resumed category's CSV logger starts with the earlier rows (written with this run's); its folder is not
+    empty (checkpoints, the set-aside history), and Lightning's warning that files there will be deleted does not
+    apply."""
+    for logger in loggers:
+        if type(logger).__name__ == "CSVLogger":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=LOG_DIR_WARNING)
+                logger.experiment.metrics[:0] = rows

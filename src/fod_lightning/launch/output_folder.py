@@ -10,6 +10,7 @@ job folders before the first job starts.
 import importlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,3 +137,22 @@ def stop_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> No
         lambda: check(config),
         bug_message="the output folder could not be checked (a bug in fod_lightning: the traceback is above)",
     )
+
+
+HYDRA_FILES = (".hydra", "run.log", "results.json")  # what Hydra and a job that never started leave in a run folder
+
+
+def remove_unused_run_folder(folder: Path) -> None:
+    """Remove what a run that produced nothing left in ``folder`` (Hydra's ``.hydra/`` and log, a ``results.json``
+    without results), and the folder when that empties it; anything else in it is kept."""
+    results = folder / "results.json"
+    if results.is_file() and earlier_result(folder, "results.json") is not None:
+        return  # it holds results: keep everything
+    for name in HYDRA_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file():
+            path.unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

@@ -16,6 +16,7 @@ the F1-max thresholds of its last validation, the choice its pictures show and t
 score at or above a threshold is anomalous (the rule of the F1-max thresholds).
 """
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class CalibrationSettings:
     source: str = "normal"
     image_quantile: float = 0.99
     pixel_quantile: float = 0.999
+    min_images: int = 10  # fewer calibration images: calibrated anyway, with a warning wherever it is shown
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -42,6 +44,8 @@ class CalibrationSettings:
         for key in ("image_quantile", "pixel_quantile"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"model.calibration.{key}={getattr(self, key)} must be in (0, 1]")
+        if not (isinstance(self.min_images, int) and not isinstance(self.min_images, bool) and self.min_images >= 1):
+            raise ConfigError(f"model.calibration.min_images={self.min_images!r} must be a positive integer")
 
     def check_protocol(self, val_protocol: str) -> None:
         if self.source == "val_f1" and val_protocol != "from_train":
@@ -90,6 +94,7 @@ class Threshold:
         return f"threshold {self.value:.4g} ({self.source})" if self.value is not None else self.source
 
 
+log = logging.getLogger(__name__)
 OPTIMISTIC = "test split's own F1-max threshold (optimistic)"
 KINDS = ("image", "pixel")
 LABELS = ("normal", "anomalous")
@@ -142,7 +147,9 @@ class Thresholds:
         else:
             found = normal_thresholds(score_images, batches(), settings.image_quantile, settings.pixel_quantile)
             record |= found | {"image_quantile": settings.image_quantile, "pixel_quantile": settings.pixel_quantile,
-                               "held_out": held_out}  # fmt: skip
+                               "held_out": held_out, "min_images": settings.min_images}  # fmt: skip
+            if found["num_images"] < settings.min_images and self.calibrated is None:  # once per fit
+                log.warning("thresholds calibrated on %s: %s", found["num_images"], few_images(record))
         self.calibrated, self._calibrated_step = record, step
         return record
 
@@ -151,7 +158,8 @@ class Thresholds:
         saved = self.calibrated or {}
         if saved.get("source") == "normal":
             where = "held-out normal images" if saved.get("held_out") else "normal training images (not held out)"
-            return f"calibrated on {saved.get('num_images', '?')} {where}, quantile {saved.get(f'{kind}_quantile')}"
+            text = f"calibrated on {saved.get('num_images', '?')} {where}, quantile {saved.get(f'{kind}_quantile')}"
+            return f"{text}; {few_images(saved)}" if few_images(saved) else text
         if saved.get("source") == "val_f1":
             return "calibrated: validation F1-max, from_train"
         return f"calibrated ({saved.get('source')})"
@@ -180,6 +188,17 @@ class Thresholds:
             else:
                 chosen.append(Threshold(None, f"no {kind} threshold"))
         return chosen[0], chosen[1]
+
+
+def few_images(record: dict) -> str:
+    """The warning a threshold calibrated on fewer than ``min_images`` carries ("" otherwise)."""
+    count, minimum = record.get("num_images"), record.get("min_images", CalibrationSettings.min_images)
+    if record.get("source") != "normal" or count is None or count >= minimum:
+        return ""
+    return (
+        f"UNRELIABLE: fewer than {minimum} images (raise data.calibration_fraction or add normal images; "
+        "model.calibration.min_images sets the minimum)"
+    )
 
 
 def is_anomalous(score: float, threshold: float | None) -> bool | None:

@@ -1,6 +1,7 @@
 """Frozen timm feature extractor returning the stride-8 and stride-16 stages."""
 
 import difflib
+import hashlib
 from pathlib import Path
 
 import timm
@@ -157,10 +158,22 @@ class FeatureExtractor(nn.Module):
 
     @property
     def config(self) -> dict:
-        """Plain-typed arguments that rebuild this extractor (weights as requested; a checkpoint of a
-        fitted model carries the weights themselves, see :meth:`FOD.from_config`)."""
+        """Plain-typed arguments that rebuild this extractor, weights as requested (a checkpoint records their
+        fingerprint, or holds the weights themselves with ``model.save_backbone=true``)."""
         return {"name": self.name, "strides": list(self.strides), **self.requested,
                 "mean": list(self.mean), "std": list(self.std)}  # fmt: skip
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights (names, shapes, dtypes and bytes), computed once: frozen weights never change.
+        A checkpoint without the backbone records it, and loading checks the rebuilt backbone against it."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                tensor = tensor.detach().cpu().contiguous()
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         # Frozen: stays in eval mode (batch-norm statistics fixed) whatever the parent does.

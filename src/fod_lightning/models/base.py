@@ -1,10 +1,13 @@
 """What every anomaly model is, in pure torch: normalised images in, image scores and anomaly maps out."""
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from fod_lightning.models.backbone import FeatureExtractor
 
 
 @dataclass
@@ -29,7 +32,12 @@ class AnomalyNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "AnomalyNet":
-        """The model ``config`` describes, without trained state: the caller loads the saved state dict next."""
+        """The model ``config`` describes, without fitted state (the caller loads a state dict next); a ``backbone``
+        entry is built as the :class:`~fod_lightning.models.backbone.FeatureExtractor` it describes, weights
+        included (``weights: random`` when the state dict will bring them)."""
+        config = dict(config)
+        if isinstance(config.get("backbone"), Mapping):
+            config["backbone"] = FeatureExtractor(**config["backbone"])
         return cls(**config)
 
     def score_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

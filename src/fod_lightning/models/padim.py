@@ -58,11 +58,6 @@ class PaDiM(AnomalyNet):
         self.register_buffer("mean", torch.empty(0))  # (C, h * w)
         self.register_buffer("inv_covariance", torch.empty(0))  # (h * w, C, C)
 
-    @classmethod
-    def from_config(cls, config: dict) -> "PaDiM":
-        backbone = FeatureExtractor(**{**config["backbone"], "weights": "random", "checkpoint_path": None})
-        return cls(backbone, **{k: v for k, v in config.items() if k != "backbone"})
-
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W) -> embeddings (B, C, h, w) of the chosen channels."""
         return torch.index_select(concatenated_levels(self.backbone(images)), 1, self.channels)

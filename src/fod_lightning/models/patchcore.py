@@ -56,11 +56,6 @@ class PatchCore(AnomalyNet):
         self.register_buffer("memory_bank", torch.empty(0))
         self.chunk_queries = True
 
-    @classmethod
-    def from_config(cls, config: dict) -> "PatchCore":
-        backbone = FeatureExtractor(**{**config["backbone"], "weights": "random", "checkpoint_path": None})
-        return cls(backbone, **{k: v for k, v in config.items() if k != "backbone"})
-
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W) -> patch features (B, D, h, w)."""
         return locally_aware_features(self.backbone(images))

@@ -9,15 +9,12 @@ from pathlib import Path
 from fod_lightning.errors import FODUserError
 from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
 from fod_lightning.reporting.plots import setting_bars
-from fod_lightning.reporting.results import READINGS
+from fod_lightning.reporting.results import METRICS, READINGS
 from fod_lightning.reporting.tables import cost_stats, setting_table, write_csv, write_markdown
 
 
 class NoResultsError(FODUserError, FileNotFoundError):
     """A folder to summarise holds no job."""
-
-
-FIGURE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
 @dataclass
@@ -52,7 +49,8 @@ def summarize_folder(folder: Path) -> Summary:
     write_csv(folder / "summary.csv", tables, settings, costs)
     if rows:
         summary.figure = folder / "summary.png"
-        test_tables = {k: t["test"] for k, t in tables.items()}
-        setting_bars(test_tables, {k: s.label for k, s in settings.items()}, FIGURE_METRICS,
-                     "test split: mean over seeds, error bar = std", summary.figure)  # fmt: skip
+        test_tables, best_tables = ({k: t[reading] for k, t in tables.items()} for reading in ("test", "best"))
+        setting_bars(test_tables, {k: s.label for k, s in settings.items()}, METRICS,
+                     "test split: mean over seeds, error bar = std; black: best validation epoch (authors' protocol)",
+                     summary.figure, best_tables)  # fmt: skip
     return summary

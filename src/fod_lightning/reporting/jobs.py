@@ -11,8 +11,10 @@ from fod_lightning.reporting.results import METRICS, best_values
 from fod_lightning.reporting.run_record import config_sha256
 
 # Config keys that are not part of a setting: what varies inside one (category, seed) and where things go.
+# (ckpt_path: a resumed run is the setting it resumes; keep_checkpoints, overwrite: what is kept, not what is measured)
 NOT_SETTINGS = ("seed", "data.category", "task_name", "optimized_metric", "paths", "hydra", "logger", "callbacks",
-                "trainer.default_root_dir", "trainer.enable_progress_bar", "data.num_workers")  # fmt: skip
+                "trainer.default_root_dir", "trainer.enable_progress_bar", "data.num_workers", "ckpt_path",
+                "keep_checkpoints", "overwrite")  # fmt: skip
 HEADER = ("model", "benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
 COSTS = ("fit_seconds", "score_seconds_per_image", "fit_peak_rss_mib", "fit_peak_cuda_mib")  # results' "cost"
 SKIPPED_FOLDERS = (".submitit", "wandb")
@@ -49,6 +51,7 @@ class Setting:
     label: str = ""
     header: dict = field(default_factory=dict)  # benchmark, backbone, protocol, test_ckpt
     overrides: dict[str, str] = field(default_factory=dict)
+    objective: dict[str, list[float]] = field(default_factory=dict)  # optimized_metric -> one value per job
 
 
 def find_jobs(folder: Path) -> list[Job]:
@@ -115,6 +118,9 @@ def rows_of(jobs: list[Job]) -> tuple[list[Row], dict[str, Setting], list[str]]:
         key = setting_key(job.results)
         setting = settings.setdefault(key, Setting(key, header=header_of(job.results)))
         setting.overrides.update(_override_values(job.run.get("overrides", [])))
+        objective = job.run.get("objective") or {}
+        if isinstance(objective.get("value"), int | float):
+            setting.objective.setdefault(objective["name"], []).append(objective["value"])
         seed = str(job.run.get("seed", "?"))
         for category, metrics in job.results.get("categories", {}).items():
             test = {m: metrics[m] for m in METRICS if m in metrics}
@@ -145,6 +151,15 @@ def _excluded(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") or key.startswith(f"{k}/") for k in NOT_SETTINGS)
 
 
+def readable(value: str) -> str:
+    """A setting's value for labels: long numbers to 4 significant digits (Optuna samples 0.27236750534100307)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if len(value) <= 8 else f"{number:.4g}"
+
+
 def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
     """Each setting's label: the overrides whose values differ between settings (``default`` if none)."""
     configs = {}
@@ -161,7 +176,7 @@ def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
 
     varying = [k for k in keys if len({value(s, k) for s in settings.values()}) > 1]
     for s in settings.values():
-        s.label = ", ".join(f"{k}={value(s, k)}" for k in varying) or "default"
+        s.label = ", ".join(f"{k}={readable(value(s, k))}" for k in varying) or "default"
     labels = [s.label for s in settings.values()]
     for s in settings.values():
         if labels.count(s.label) > 1:  # same overrides, different configs (e.g. other code defaults)

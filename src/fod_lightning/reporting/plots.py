@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
+FEW_POINTS = 50  # curves with at most this many points show each point
+
 
 def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float | None,
           scale: tuple[float, float], title: str, path: Path) -> None:  # fmt: skip
@@ -43,22 +45,27 @@ def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: floa
     _save(fig, path)
 
 
-def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None, title: str, path: Path) -> None:
-    """The image beside the image with its anomaly map (raw score units, colour bar) and, when a pixel
-    threshold is known, the contour of the pixels above it.
+def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None, scale: tuple[float, float], title: str,
+            path: Path) -> None:  # fmt: skip
+    """The image beside the image with its anomaly map on the colour ``scale`` every image of the run shares (raw
+    score units), the threshold marked on the colour bar and, where the map crosses it, as a contour.
 
     Args:
-        image: (H, W, 3) uint8. amap: (H, W) raw anomaly map at the same size.
+        image: (H, W, 3) uint8, the original image. amap: (H, W) raw anomaly map at its size (NaN: not scored).
     """
+    lo, hi = scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.6, 3.8))
     left.imshow(image)
     left.set_title("image")
     right.imshow(image)
-    heat = right.imshow(amap, cmap="jet", alpha=0.5)
-    fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04, label="anomaly score")
-    if threshold is not None and amap.min() < threshold < amap.max():
-        right.contour(amap, levels=[threshold], colors="white", linewidths=1.2)
-    right.set_title("anomaly map" + (f", contour at {threshold:.4g}" if threshold is not None else ""))
+    heat = right.imshow(amap, cmap="jet", alpha=0.5, vmin=lo, vmax=hi)
+    bar = fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04)
+    bar.set_label(f"anomaly score, fixed scale {lo:.3g} to {hi:.3g}", fontsize=7)
+    if threshold is not None:
+        bar.ax.axhline(threshold, color="black", linewidth=1.5)
+        if np.nanmin(amap) < threshold < np.nanmax(amap):
+            right.contour(np.nan_to_num(amap, nan=lo), levels=[threshold], colors="white", linewidths=1.2)
+    right.set_title("anomaly map" + (f", threshold {threshold:.4g}" if threshold is not None else ""))
     for ax in (left, right):
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
@@ -114,16 +121,32 @@ def loss_curves(series: dict[str, tuple[list[float], list[float]]], title: str, 
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
     for ax, (group, curves) in zip(axes[0], groups.items()):
         for label, (steps, values) in curves.items():
-            ax.plot(steps, values, label=label, linewidth=1)
+            ax.plot(steps, values, label=label, linewidth=1, marker="o" if len(steps) <= FEW_POINTS else None,
+                    markersize=3)  # fmt: skip
         ax.set(xlabel="step", title=group)
         ax.legend(fontsize=6)
     fig.suptitle(title)
     _save(fig, path)
 
 
+def validation_curves(series: dict[str, tuple[list[int], list[float]]], title: str, path: Path) -> None:
+    """Validation metrics per epoch (one panel, every metric; points marked).
+
+    Args:
+        series: metric name (``image_auroc``...) -> (epochs, values).
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, (epochs, values) in series.items():
+        ax.plot(epochs, values, label=name, linewidth=1, marker="o", markersize=3)
+    ax.set(xlabel="epoch", ylabel="value", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], metrics: tuple[str, ...], title: str,
-                 path: Path) -> None:  # fmt: skip
-    """One panel per metric: bars per category (and the mean), one bar per setting, error bars = std over seeds.
+                 path: Path, best: dict[str, dict[str, dict]] | None = None) -> None:  # fmt: skip
+    """One panel per metric: bars per category (and the mean, when there are several), one bar per setting, error
+    bars = std over seeds; ``best`` readings (the best validation epoch) as black marks on the bars.
 
     A metric no category has (null in results.json: e.g. AUROC without anomalous test images) gets no panel and
     is named in the title; a missing bar is labelled ``n/a``; with no metric at all the figure says so.
@@ -131,9 +154,12 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
     Args:
         tables: setting key -> category -> metric -> stat with ``mean`` and ``std`` (None with one seed).
         labels: setting key -> legend label.
+        best: the same for the best readings (optional).
     """
     keys = list(tables)
     categories = list(dict.fromkeys(c for t in tables.values() for c in t))
+    if len(categories) == 2 and "mean" in categories:  # the mean of one category is that category
+        categories.remove("mean")
     shown = [m for m in metrics if any(m in t.get(c, {}) for t in tables.values() for c in categories)]
     missing = [m for m in metrics if m not in shown]
     if missing:
@@ -150,6 +176,11 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
             bars = ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else 0 for s in stats], width,
                           yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
             ax.bar_label(bars, [f"{s.mean:.3f}" if s else "n/a" for s in stats], fontsize=7, rotation=90, padding=2)
+            marks = [(best or {}).get(key, {}).get(c, {}).get(metric) for c in categories]
+            if any(marks):
+                x = [i + k * width for i, s in enumerate(marks) if s]
+                ax.scatter(x, [s.mean for s in marks if s], marker="_", s=220, color="black", zorder=3,
+                           label="best validation epoch" if k == 0 else None)  # fmt: skip
         ax.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories, rotation=30, ha="right")
         ax.set(ylim=(0, 1.3), yticks=np.linspace(0, 1, 5), ylabel=metric)  # room above 1 for the values
     axes[0, 0].set_title(title)
@@ -172,5 +203,5 @@ def _nothing_to_show(categories: list[str], title: str, path: Path) -> None:
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # legends placed beside the axes are not cut off
     plt.close(fig)

@@ -111,21 +111,20 @@ def defect_markdown(table: dict[tuple[str, str], dict[str, Stat]]) -> str:
 
 def comparison_table(tables: dict[str, dict[str, dict[str, Stat]]], settings: dict[str, Setting],
                      costs: dict[str, dict[str, Stat]]) -> str:  # fmt: skip
-    """One row per setting: the mean row of its test reading, and what a category cost (mean over its jobs)."""
+    """One row per setting: the sweeper's objective (mean over jobs, where one was optimised), the mean row of its
+    test reading, and what a category cost (mean over its jobs)."""
     shown = [c for c in COSTS if any(c in per for per in costs.values())]
-    lines = [
-        "| setting | model | protocol | test_ckpt | categories | seeds | "
-        + " | ".join(METRICS)
-        + " | "
-        + " | ".join(COST_LABELS[c] for c in shown)
-        + " |",
-        "|" + "---|" * (len(METRICS) + len(shown) + 6),
-    ]
+    objectives = sorted({name for s in settings.values() for name in s.objective})
+    lines = ["| setting | model | protocol | test_ckpt | categories | seeds | "
+             + "".join(f"objective {o} | " for o in objectives) + " | ".join(METRICS) + " | "
+             + " | ".join(COST_LABELS[c] for c in shown) + " |",
+             "|" + "---|" * (len(objectives) + len(METRICS) + len(shown) + 6)]  # fmt: skip
     for key, per_reading in tables.items():
         test, header = per_reading["test"], settings[key].header
         mean = test.get("mean", {})
         seeds = max((s.n for s in mean.values()), default=0)
-        cells = [mean[m].cell() if m in mean else "-" for m in METRICS]
+        cells = [stat(settings[key].objective[o]).cell() if o in settings[key].objective else "-" for o in objectives]
+        cells += [mean[m].cell() if m in mean else "-" for m in METRICS]
         cells += [cost_cell(costs.get(key, {}).get(c)) for c in shown]
         lines.append(
             f"| {settings[key].label} | {header.get('model') or '-'} | {header.get('protocol')} | "

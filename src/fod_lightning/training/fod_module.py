@@ -61,8 +61,10 @@ class FODLitModule(AnomalyModule):
         legacy_zero_grad: bool = False,
         contract: DataContract | None = None,
         fitted_on: dict | None = None,
+        save_backbone: bool = False,
     ) -> None:
-        super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on)
+        super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on,
+                         save_backbone=save_backbone)  # fmt: skip
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)

@@ -11,12 +11,14 @@ from omegaconf import OmegaConf
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
-from fod_lightning.errors import ConfigError
+from fod_lightning.errors import CheckpointError, ConfigError
 from fod_lightning.metrics.evaluator import Evaluator
 from fod_lightning.metrics.thresholds import CalibrationSettings, Thresholds
+from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
 
 CHECKPOINT_FORMAT = 2  # version of the "fod" entry of checkpoints; 2 names the module class
+BACKBONE_PREFIX = "net.backbone."  # the frozen backbone's weights in the state dict
 
 
 class AnomalyModule(LightningModule):
@@ -37,6 +39,8 @@ class AnomalyModule(LightningModule):
         pixel_thresholds: None for exact pixel metrics, or K for binned ones over ``pixel_score_range``.
         calibration: how the saved decision thresholds are chosen (:class:`CalibrationSettings`).
         contract, fitted_on, thresholds: of a model fitted elsewhere (an authors' checkpoint); a fit sets them.
+        save_backbone: checkpoints hold the frozen backbone's weights too (portable); by default they hold what the
+            model learned and the backbone's fingerprint, and the backbone is rebuilt from the config.
     """
 
     net_class: type[AnomalyNet] = AnomalyNet  # what a saved net config rebuilds
@@ -50,6 +54,7 @@ class AnomalyModule(LightningModule):
         contract: DataContract | None = None,
         fitted_on: dict | None = None,
         thresholds: dict | None = None,
+        save_backbone: bool = False,
     ) -> None:
         super().__init__()
         self.net = net if isinstance(net, AnomalyNet) else self.net_class.from_config(dict(net))
@@ -155,6 +160,13 @@ class AnomalyModule(LightningModule):
         checkpoint["fod"] = {"format": CHECKPOINT_FORMAT, "module": f"{cls.__module__}.{cls.__qualname__}",
                              "contract": self.contract.to_dict() if self.contract else None,
                              "fitted_on": self.fitted_on, "thresholds": self.thresholds.calibrated}  # fmt: skip
+        backbone = getattr(self.net, "backbone", None)
+        if isinstance(backbone, FeatureExtractor):
+            held = bool(self.hparams.get("save_backbone", False))
+            checkpoint["fod"]["backbone"] = {"fingerprint": backbone.fingerprint(), "in_checkpoint": held}
+            if not held:
+                checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                            if not k.startswith(BACKBONE_PREFIX)}  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is not None and self._trainer.state.fn == "fit":  # resuming: the run's best epochs so far
@@ -163,6 +175,19 @@ class AnomalyModule(LightningModule):
         self.contract = DataContract.from_dict(meta["contract"]) if meta.get("contract") else None
         self.fitted_on = meta.get("fitted_on")
         self.thresholds.calibrated = meta.get("thresholds")
+        saved = meta.get("backbone") or {}
+        if saved and not saved.get("in_checkpoint", True):  # the backbone rebuilt from the config must be the one
+            backbone = self.net.backbone
+            if backbone.fingerprint() != saved["fingerprint"]:
+                theirs, ours = saved["fingerprint"][:12], backbone.fingerprint()[:12]
+                raise CheckpointError(
+                    f"the checkpoint was fitted on other {backbone.name} weights (fingerprint {theirs}) than "
+                    f"model/net/backbone gives now ({ours}, weights "
+                    f"{backbone.weights_source}): give the weights it was fitted with (model.net.backbone.weights or "
+                    ".checkpoint_path), or use a checkpoint saved with model.save_backbone=true"
+                )
+            state = {BACKBONE_PREFIX + k: v for k, v in backbone.state_dict().items()}
+            checkpoint["state_dict"] = {**checkpoint["state_dict"], **state}
 
 
 def module_class(path: str) -> type[AnomalyModule]:

@@ -360,11 +360,12 @@ def test_summary_of_metrics_that_are_not_available_draws_what_there_is(tmp_path,
     if case == "nothing":
         assert any(t.startswith("no metric is available for widget:") for t in texts)
     elif case == "no normal images":
-        assert [ax.get_ylabel() for ax in fig.axes] == ["pixel_auroc", "pixel_aupro"]
-        missing = "not available for any category: image_auroc (see not_available in results.json)"
+        assert [ax.get_ylabel() for ax in fig.axes] == ["pixel_auroc", "pixel_aupro", "pixel_f1_max"]
+        missing = "not available for any category: image_auroc, image_f1_max (see not_available in results.json)"
         assert missing in fig.axes[0].get_title()
     else:
-        assert [ax.get_ylabel() for ax in fig.axes] == ["image_auroc", "pixel_auroc", "pixel_aupro"]
+        assert [ax.get_ylabel() for ax in fig.axes] == ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max",
+                                                        "pixel_f1_max"]  # fmt: skip
         assert [t.get_text() for t in fig.axes[0].texts] == ["0.750", "n/a", "n/a"]  # bottle, widget, mean
 
 

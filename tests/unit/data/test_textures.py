@@ -40,10 +40,11 @@ def test_build_is_deterministic_and_cached(tmp_path):
     c = ensure_textures(tmp_path / "c", seed=2, **SMALL)
     assert tree_digest(a) == tree_digest(b) != tree_digest(c)
     stamp = (a / "brick" / "train" / "good" / "000.png").stat().st_mtime_ns
-    ensure_textures(a, seed=1, **SMALL)  # cached: nothing rewritten
+    assert ensure_textures(tmp_path / "a", seed=1, **SMALL) == a  # cached: nothing rewritten
     assert (a / "brick" / "train" / "good" / "000.png").stat().st_mtime_ns == stamp
-    ensure_textures(a, seed=2, **SMALL)  # another spec replaces the build
-    assert tree_digest(a) == tree_digest(c)
+    other = ensure_textures(tmp_path / "a", seed=2, **SMALL)  # another spec: another folder, this one untouched
+    assert other != a and tree_digest(other) == tree_digest(c)
+    assert (a / "brick" / "train" / "good" / "000.png").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
 
 

@@ -5,7 +5,6 @@ Unknown group options and keys are found on the command line before Hydra or tor
 end in one ``error:`` line naming the key and the closest valid one, exit code 2.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -204,9 +203,7 @@ def test_a_bad_batch_size_on_the_command_line_ends_in_one_error_line(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == ["error: data.batch_size=0 must be a positive integer (images per training batch): e.g. "
                       "data.batch_size=1"], proc.stderr[-2000:]  # fmt: skip
-    results = json.loads((tmp_path / "o" / "results.json").read_text())  # the job is recorded as failed
-    assert results["run"]["status"] == "failed" and results["run"]["error"] == errors[0].removeprefix("error: ")
-    assert not (tmp_path / "o" / "brick").exists()  # stopped before anything was built
+    assert not (tmp_path / "o").exists()  # stopped before anything was built, and no empty run folder left
 
 
 @pytest.mark.parametrize(

@@ -163,13 +163,6 @@ class FOD(AnomalyNet):
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
 
-    @classmethod
-    def from_config(cls, config: dict) -> "FOD":
-        """The model described by ``config`` (:attr:`config` of a saved model), its backbone built without
-        loading weights: the caller loads the saved state dict (backbone weights included) next."""
-        backbone = FeatureExtractor(**{**config["backbone"], "weights": "random", "checkpoint_path": None})
-        return cls(backbone, **{k: v for k, v in config.items() if k != "backbone"})
-
     def pooled_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone maps smoothed by 3x3 average pooling (count_include_pad); each (B, C, h, w)."""
         return [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(images)]

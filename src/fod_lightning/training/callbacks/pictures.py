@@ -3,6 +3,7 @@ They only draw: the predictions, the per-defect numbers and the thresholds come 
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ import torch.distributed as dist
 from lightning import Callback
 from torchmetrics.classification import BinaryROC
 
+from fod_lightning.metrics.collection import METRICS
 from fod_lightning.metrics.defects import FPR_LIMIT, aupro_and_curve
 from fod_lightning.metrics.thresholds import Threshold, is_anomalous
-from fod_lightning.reporting.plots import loss_curves, panel, pro_curve, roc_and_histogram
+from fod_lightning.reporting.plots import loss_curves, panel, pro_curve, roc_and_histogram, validation_curves
 from fod_lightning.reporting.wandb_logger import staging_inside
 
 
@@ -27,8 +29,9 @@ def panel_order(scores: np.ndarray, labels: np.ndarray) -> list[int]:
     return pairs + normal[n:] + anomalous[n:]
 
 
-def training_losses(trainer) -> dict[str, tuple[list[float], list[float]]]:
-    """``train/*`` losses vs step from the CSV logger's ``metrics.csv`` (empty without one)."""
+def logged_series(trainer, names: Callable[[str], bool], x: str) -> dict[str, tuple[list[float], list[float]]]:
+    """The logged values of the metrics ``names`` accepts, against column ``x`` (``step`` or ``epoch``), from the CSV
+    logger's ``metrics.csv`` (empty without one)."""
     logger = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
     path = Path(logger.log_dir) / "metrics.csv" if logger is not None else None
     if path is None or not path.is_file():
@@ -37,11 +40,26 @@ def training_losses(trainer) -> dict[str, tuple[list[float], list[float]]]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             for name, value in row.items():
-                if name.startswith("train/") and value not in ("", None) and math.isfinite(float(value)):
-                    steps, values = series.setdefault(name, ([], []))
-                    steps.append(int(float(row["step"])))
+                if names(name) and value not in ("", None) and math.isfinite(float(value)):
+                    xs, values = series.setdefault(name, ([], []))
+                    xs.append(int(float(row[x])))
                     values.append(float(value))
     return series
+
+
+def training_losses(trainer) -> dict[str, tuple[list[float], list[float]]]:
+    """``train/*`` losses vs step."""
+    return logged_series(trainer, lambda name: name.startswith("train/"), "step")
+
+
+def validation_history(trainer) -> dict[str, tuple[list[float], list[float]]]:
+    """The validation metrics (``val/<metric>``, not the best-so-far values) vs epoch, named by metric."""
+    found = logged_series(trainer, lambda name: name.removeprefix("val/") in METRICS and name.startswith("val/"),
+                          "epoch")  # fmt: skip
+    return {name.removeprefix("val/"): xy for name, xy in found.items()}
+
+
+FIGURES = ("roc_histogram", "pro_curve", "training_losses", "validation_metrics")  # per category, beside panels/
 
 
 class TestPictures(Callback):
@@ -101,6 +119,7 @@ class TestPictures(Callback):
                      f"{verdict(it['score'], it['label'], image.value)}\npixel {pixel.text()}")  # fmt: skip
             panel(self.images[it["path"]], it["mask"], maps[k], pixel.value, self.scale, title, path)
             panel_paths[k] = path
+        self._log_figures(trainer, category)
         if self.wandb_table:
             self._log_table(trainer, items, maps, order, panel_paths, category)
 
@@ -125,10 +144,26 @@ class TestPictures(Callback):
         losses = training_losses(trainer)
         if losses:
             loss_curves(losses, f"{category}: training losses", self.dirpath / "training_losses.png")
+        history = validation_history(trainer)
+        if history:
+            validation_curves(history, f"{category}: validation metrics per epoch",
+                              self.dirpath / "validation_metrics.png")  # fmt: skip
+
+    def _log_figures(self, trainer, category: str) -> None:
+        """The category's figures (ROC and histogram, PRO curve, losses, validation per epoch) to any W&B logger."""
+        loggers = wandb_loggers(trainer)
+        figures = {f.stem: f for f in (self.dirpath / f"{name}.png" for name in FIGURES) if f.is_file()}
+        if not loggers or not figures:
+            return
+        import wandb
+
+        for lg in loggers:
+            with staging_inside(lg.experiment):
+                lg.experiment.log({f"test/{category}/{name}": wandb.Image(str(f)) for name, f in figures.items()})
 
     def _log_table(self, trainer, items: list[dict], maps: np.ndarray, order: list[int], panel_paths: dict,
                    category: str) -> None:  # fmt: skip
-        loggers = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+        loggers = wandb_loggers(trainer)
         if not loggers:
             return
         import wandb
@@ -145,6 +180,10 @@ class TestPictures(Callback):
         for lg in loggers:
             with staging_inside(lg.experiment):
                 lg.experiment.log({f"test/{category}/predictions": table})
+
+
+def wandb_loggers(trainer) -> list:
+    return [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
 
 
 def verdict(score: float, label: int, threshold: float | None) -> str:
