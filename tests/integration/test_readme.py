@@ -190,6 +190,11 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
         set={"data.category": "bottle", "seed": "1,2"}, why="2 of the 9 jobs: one category, two seeds"
     ),
     "python -m fod_lightning.summarize outputs/run/multiruns/<date>": Run(why="on the sweep folder of the -m above"),
+    # FOD beside the baselines
+    "python -m fod_lightning.run -m experiment=compare": Run(why="every job of the comparison, each with debug=fast"),
+    "python -m fod_lightning.summarize outputs/compare/multiruns/<date>": Run(why="on the comparison's sweep folder"),
+    "python -m fod_lightning.run model=patchcore data=mvtec data.root=/data/mvtec_anomaly_detection "
+    "data.category=bottle model/net/backbone=wide_resnet50_2": Run(add=(LITE0,), why=NO_HUB),
     # Running at scale
     "python -m fod_lightning.run -m data=mvtec data.root=/data/mvtec data.category=bottle,cable,screw seed=1,2,3 "
     "model.lambda1=0.5,1.0 hydra.sweep.dir=outputs/grid": Run(

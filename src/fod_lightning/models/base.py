@@ -18,14 +18,25 @@ class AnomalyPrediction:
     image_score: torch.Tensor
 
 
-class AnomalyNet(nn.Module):
+class FittedBuffers(nn.Module):
+    """A module whose fitted buffers (reference features, a memory bank, Gaussians) take the shape of the saved ones
+    when a state dict is loaded (they start empty: their size depends on the data)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buffer in self._buffers.items():
+            key = prefix + name
+            if buffer is not None and key in state_dict and buffer.shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=buffer.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class AnomalyNet(FittedBuffers):
     """Base of the pure torch anomaly models (FOD, PatchCore, PaDiM, ...).
 
     A subclass implements :meth:`score_images`, the one scoring path that evaluation, ``predict`` and the exported
     ONNX model all call, and keeps in ``config`` the plain-typed arguments that rebuild it (:meth:`from_config`):
     checkpoints store that config beside the weights. Anything it fits from data (reference features, a memory
-    bank, Gaussians) lives in buffers, so that the state dict carries it; buffers registered empty take the shape
-    of the saved ones when a state dict is loaded.
+    bank, Gaussians) lives in buffers, so that the state dict carries it (:class:`FittedBuffers`).
     """
 
     config: dict
@@ -57,14 +68,6 @@ class AnomalyNet(nn.Module):
         if backbone is None or not hasattr(backbone, "mean"):
             return None
         return tuple(backbone.mean), tuple(backbone.std)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Fitted buffers (a memory bank, Gaussians) start empty: they take the saved shape.
-        for name, buffer in self._buffers.items():
-            key = prefix + name
-            if buffer is not None and buffer.numel() == 0 and key in state_dict:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=buffer.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def export_mode(self) -> AbstractContextManager:
         """A context in which :meth:`score_images` uses only operations the ONNX exporter can trace."""

@@ -11,10 +11,11 @@ from fod_lightning.reporting.results import METRICS, best_values
 from fod_lightning.reporting.run_record import config_sha256
 
 # Config keys that are not part of a setting: what varies inside one (category, seed) and where things go.
-# (ckpt_path: a resumed run is the setting it resumes; keep_checkpoints, overwrite: what is kept, not what is measured)
+# (ckpt_path: a resumed run is the setting it resumes; keep_checkpoints, overwrite: what is kept, not what is measured;
+# model.net.seed: the baselines' random choices follow the seed)
 NOT_SETTINGS = ("seed", "data.category", "task_name", "optimized_metric", "paths", "hydra", "logger", "callbacks",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "data.num_workers", "ckpt_path",
-                "keep_checkpoints", "overwrite")  # fmt: skip
+                "keep_checkpoints", "overwrite", "model.net.seed")  # fmt: skip
 HEADER = ("model", "benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
 COSTS = ("fit_seconds", "score_seconds_per_image", "fit_peak_rss_mib", "fit_peak_cuda_mib")  # results' "cost"
 SKIPPED_FOLDERS = (".submitit", "wandb")

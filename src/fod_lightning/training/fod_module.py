@@ -10,6 +10,7 @@ from fod_lightning.errors import FODUserError
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.fod.model import FOD
 from fod_lightning.models.fod.reference import mean_feature_maps
+from fod_lightning.training.branch_analysis import BranchAnalysis
 from fod_lightning.training.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.training.module import AnomalyModule
 
@@ -43,6 +44,9 @@ class FODLitModule(AnomalyModule):
         legacy_zero_grad: reproduce the authors' torch-1.13 dynamics: one optimizer step per stage after
             ``zero_grad(set_to_none=False)``, so each step also gives the other stage a momentum-only
             Adam update (their ``zero_grad()`` zero-filled gradients instead of clearing them).
+        save_backbone: checkpoints also hold the frozen backbone (see :class:`AnomalyModule`).
+        branch_analysis: also measure, at each validation, every branch's score of every stage on its own
+            (:mod:`fod_lightning.training.branch_analysis`): a study tool.
     """
 
     net_class = FOD
@@ -62,12 +66,27 @@ class FODLitModule(AnomalyModule):
         contract: DataContract | None = None,
         fitted_on: dict | None = None,
         save_backbone: bool = False,
+        branch_analysis: bool = False,
     ) -> None:
         super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on,
                          save_backbone=save_backbone)  # fmt: skip
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
+        self.branch_analysis = BranchAnalysis(len(self.net.stages)) if branch_analysis else None
+
+    # -------------------------------------------------------------------------------- evaluation
+    def validation_step(self, batch: Batch, batch_idx: int):
+        pred = super().validation_step(batch, batch_idx)
+        if self.branch_analysis is not None and not self.trainer.sanity_checking:
+            with torch.no_grad():
+                self.branch_analysis.update(self.net, batch.image, batch.label)
+        return pred
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.branch_analysis is not None and not self.trainer.sanity_checking:
+            self.log_dict(self.branch_analysis.compute())
 
     # ----------------------------------------------------------------------------------- training
     def fit_start(self, datamodule) -> None:
@@ -77,6 +96,9 @@ class FODLitModule(AnomalyModule):
         if self.feature_cache.enabled and datamodule.training_images_fixed:
             maps = self.training_features()
             datamodule.use_train_features(maps)
+        if self.net.memory is not None and not self.net.memory.is_set:  # the memory of normal patches (an option)
+            memory_maps = maps if maps is not None else self.training_features_uncached()
+            self.net.memory.set(self.trainer.strategy.broadcast([m.float().cpu() for m in memory_maps], src=0))
         if not self.net.reference.is_set:
             # the cached features are those of the same images: their mean is the reference
             mean = [m.double().mean(dim=0) for m in maps] if maps is not None else self.reference_maps()
@@ -96,6 +118,11 @@ class FODLitModule(AnomalyModule):
         }
         batches = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
+
+    def training_features_uncached(self) -> list[torch.Tensor]:
+        """Pooled backbone maps (N, C, h, w) of every image of the reference split, computed now."""
+        batches = (b.image.to(self.device) for b in self.trainer.datamodule.reference_dataloader())
+        return compute_maps(batches, self.net.pooled_features)
 
     @torch.no_grad()
     def reference_maps(self) -> list[torch.Tensor]:

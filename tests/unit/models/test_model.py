@@ -8,9 +8,11 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
+from fod_lightning.errors import ConfigError
 from fod_lightning.models.fod.embedding import sincos_position_code
 from fod_lightning.models.fod.model import FOD, FODStage
 from fod_lightning.models.fod.reference import ReferenceFeatures, mean_feature_maps
+from fod_lightning.models.fod.scoring import anomaly_map
 from fod_lightning.models.smoothing import gaussian_blur
 
 
@@ -195,3 +197,44 @@ def test_a_float64_model_scores_in_float64_as_the_authors_arithmetic():
         expected_map, expected_score = authors_score(model, images[b : b + 1])
         np.testing.assert_allclose(maps[b].numpy(), expected_map[0], rtol=1e-12, atol=1e-15)
         assert scores[b].item() == pytest.approx(expected_score[0], rel=1e-12)
+
+
+def test_the_patch_memory_is_off_by_default_and_mixes_scores_by_a_product_of_powers():
+    plain = tiny_fod().eval()
+    assert plain.memory is None and not any(k.startswith("memory.") for k in plain.state_dict())
+    reference = mean_feature_maps([torch.randn(4, 3, 32, 32)], plain.pooled_features)
+    plain.reference.set(reference)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        fod_scores, fod_maps = plain.score_images(images)
+        train_maps = plain.pooled_features(torch.randn(3, 3, 32, 32))
+    for weight in (0.5, 1.0):
+        mixed = tiny_fod(memory_weight=weight).eval()
+        mixed.load_state_dict(plain.state_dict(), strict=False)  # the same transformer and reference
+        mixed.memory.set(train_maps)
+        assert mixed.memory.stage0.shape == (3 * 4 * 4, 3) and mixed.memory.stage1.shape == (3 * 2 * 2, 3)
+        with torch.no_grad():
+            outputs = mixed.forward(images)
+            knn = [mixed.memory.distances(i, out.tokens) for i, out in enumerate(outputs)]
+            expected = [
+                mixed.patch_scores(out).clamp_min(0) ** (1 - weight) * d**weight for out, d in zip(outputs, knn)
+            ]
+            _, maps = mixed.score_images(images)
+        exact = torch.cdist(outputs[0].tokens[0], train_maps[0].permute(0, 2, 3, 1).reshape(-1, 3)).min(1).values
+        torch.testing.assert_close(knn[0][0], exact, rtol=1e-4, atol=1e-5)  # the nearest normal patch, exactly
+        grids = [out.grid for out in outputs]
+        torch.testing.assert_close(maps, anomaly_map([e.view(-1, *g) for e, g in zip(expected, grids)], (32, 32)))
+        state = mixed.state_dict()
+        assert {"memory.stage0", "memory.stage1"} <= set(state)
+        again = tiny_fod(memory_weight=weight).eval()
+        again.load_state_dict(state)  # the memory takes the saved shape
+        with torch.no_grad():
+            torch.testing.assert_close(again.score_images(images)[1], maps)
+    assert not torch.equal(maps, fod_maps) and fod_scores.shape == (2,)
+
+
+def test_memory_settings_out_of_range_are_refused():
+    with pytest.raises(ConfigError, match=r"model.net.memory_weight=1.5 must be in \[0, 1\]"):
+        tiny_fod(memory_weight=1.5)
+    with pytest.raises(ConfigError, match=r"model.net.memory_ratio=0.0 must be in \(0, 1\]"):
+        tiny_fod(memory_weight=0.5, memory_ratio=0.0)

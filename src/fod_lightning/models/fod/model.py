@@ -15,6 +15,7 @@ from fod_lightning.models.fod.attention import CorrelationAttention
 from fod_lightning.models.fod.correlation import grid_offsets
 from fod_lightning.models.fod.embedding import Embedding2D
 from fod_lightning.models.fod.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer
+from fod_lightning.models.fod.memory import PatchMemory
 from fod_lightning.models.fod.reference import ReferenceFeatures
 from fod_lightning.models.fod.scoring import SCORES, anomaly_map, image_scores, patch_scores
 
@@ -119,6 +120,11 @@ class FOD(AnomalyNet):
         block_elements: size of the fused correlation's blocks (None: chosen by device; see
             :mod:`fod_lightning.models.fod.correlation`).
         compile_correlation: run the fused correlation's block kernels through ``torch.compile``.
+        memory_weight: w in [0, 1]: each stage's patch score becomes ``fod ** (1 - w) * knn ** w``, knn being the
+            distance of the patch's pooled backbone feature to the nearest normal training patch of that stage (a
+            memory of normal patches beside the mean reference); 0 (default) is the authors' score. The product
+            of powers keeps each score's scale out of the ranking.
+        memory_ratio: the fraction of the training patches the memory keeps (its greedy k-center coreset).
     """
 
     def __init__(
@@ -136,6 +142,8 @@ class FOD(AnomalyNet):
         blur_sigma: float = 4.0,
         block_elements: int | None = None,
         compile_correlation: bool = False,
+        memory_weight: float = 0.0,
+        memory_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         self.config = {  # plain-typed: rebuilds this model (see from_config), saved in checkpoints
@@ -144,7 +152,12 @@ class FOD(AnomalyNet):
             "with_intra": bool(with_intra), "with_inter": bool(with_inter),
             "attention_out_proj": bool(attention_out_proj), "score": str(score), "blur_sigma": float(blur_sigma),
             "block_elements": block_elements, "compile_correlation": bool(compile_correlation),
+            "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio),
         }  # fmt: skip
+        if not 0.0 <= memory_weight <= 1.0:
+            raise ConfigError(f"model.net.memory_weight={memory_weight} must be in [0, 1] (0: the authors' score)")
+        if not 0.0 < memory_ratio <= 1.0:
+            raise ConfigError(f"model.net.memory_ratio={memory_ratio} must be in (0, 1]")
         if len(d_models) != len(backbone.channels):
             raise ConfigError(f"model.d_models has {len(d_models)} widths for {len(backbone.channels)} backbone stages")
         if score not in SCORES:
@@ -162,6 +175,8 @@ class FOD(AnomalyNet):
         )  # fmt: skip
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
+        self.memory_weight = float(memory_weight)
+        self.memory = PatchMemory(len(self.stages), memory_ratio) if self.memory_weight > 0 else None
 
     def pooled_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone maps smoothed by 3x3 average pooling (count_include_pad); each (B, C, h, w)."""
@@ -202,9 +217,18 @@ class FOD(AnomalyNet):
         statistics = frozenset({self.score}) & BRANCHES
         outputs = self.forward(images, statistics)
         # float32 at least (bf16 / half under autocast), float64 kept: the authors' arithmetic in a float64 model
-        maps = [at_least_float32(self.patch_scores(out)).view(-1, *out.grid) for out in outputs]
+        maps = [self.with_memory(i, out, at_least_float32(self.patch_scores(out))).view(-1, *out.grid)
+                for i, out in enumerate(outputs)]  # fmt: skip
         amap = anomaly_map(maps, tuple(images.shape[-2:]))
         return image_scores(amap, self.blur_sigma), amap
+
+    def with_memory(self, i: int, out: StageOutput, scores: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s patch scores (B, L), combined with the patch memory's distances when it is on."""
+        if self.memory is None:
+            return scores
+        w = self.memory_weight
+        knn = at_least_float32(self.memory.distances(i, out.tokens)).clamp_min(0)
+        return scores.clamp_min(0) ** (1 - w) * knn**w
 
     @contextmanager
     def export_mode(self) -> Iterator[None]:
@@ -212,11 +236,15 @@ class FOD(AnomalyNet):
         modules = [m for m in self.modules() if isinstance(m, CorrelationAttention)]
         before = [m.fused for m in modules]
         self.use_fused_correlation(False)
+        if self.memory is not None:
+            self.memory.chunk_queries = False
         try:
             yield
         finally:
             for module, fused in zip(modules, before):
                 module.fused = fused
+            if self.memory is not None:
+                self.memory.chunk_queries = True
 
     def use_fused_correlation(self, fused: bool) -> None:
         """``False``: the scoring branch materialises its correlations with plain tensor operations

@@ -3,10 +3,11 @@
 from collections.abc import Callable, Iterable
 
 import torch
-from torch import nn
+
+from fod_lightning.models.base import FittedBuffers
 
 
-class ReferenceFeatures(nn.Module):
+class ReferenceFeatures(FittedBuffers):
     """Holds one mean feature map (C, h, w) per stage as persistent buffers (saved in checkpoints).
 
     Buffers start empty and take whatever shape a loaded state dict or :meth:`set` gives them.
@@ -41,13 +42,6 @@ class ReferenceFeatures(nn.Module):
                 "images at the start of fitting) or load a checkpoint that contains them"
             )
         return ref.flatten(1).transpose(0, 1)[None]
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for i in range(self.n_stages):
-            key = f"{prefix}stage{i}"
-            if key in state_dict:
-                setattr(self, f"stage{i}", torch.empty_like(state_dict[key], device=self.get(i).device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @torch.no_grad()
