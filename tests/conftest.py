@@ -32,3 +32,14 @@ def make_config(tmp_path):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the plots module saves, still open (nothing written)."""
+    from fod_lightning.reporting import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    yield saved
+    plots.plt.close("all")

@@ -11,11 +11,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from unit.models import test_baselines_parity as parity  # noqa: E402
-
 from fod_lightning.models.memory_bank import k_center_greedy  # noqa: E402
 from fod_lightning.models.padim import PaDiM  # noqa: E402
 from fod_lightning.models.patchcore import PatchCore  # noqa: E402
+from unit.models import test_baselines_parity as parity  # noqa: E402
 
 
 def patchcore() -> tuple[float, float]:
@@ -27,11 +26,7 @@ def patchcore() -> tuple[float, float]:
     embedding = ours.embed(train)
     ours.fit(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
     theirs.memory_bank = ours.memory_bank.clone()
-    theirs.eval()
-    test = parity.images(8, 1)
-    with torch.no_grad():
-        expected, (scores, maps) = theirs(test), ours.score_images(test)
-    return parity.relative(maps, expected.anomaly_map[:, 0]), parity.relative(scores, expected.pred_score.flatten())
+    return parity.score_both(ours, theirs, parity.images(8, 1))
 
 
 def padim() -> tuple[float, float]:
@@ -46,11 +41,7 @@ def padim() -> tuple[float, float]:
         theirs(train)
         theirs.fit()
         ours.fit(ours.embed(train))
-    theirs.eval()
-    test = parity.images(8, 1)
-    with torch.no_grad():
-        expected, (scores, maps) = theirs(test), ours.score_images(test)
-    return parity.relative(maps, expected.anomaly_map[:, 0]), parity.relative(scores, expected.pred_score.flatten())
+    return parity.score_both(ours, theirs, parity.images(8, 1))
 
 
 def coresets(trials: int = 20) -> int:
@@ -70,7 +61,9 @@ def coresets(trials: int = 20) -> int:
 
 if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
-    print("PatchCore, 8 test images of 64 px: relative error of the maps %.2e, of the image scores %.2e" % patchcore())
-    print("PaDiM, 8 test images of 64 px: relative error of the maps %.2e, of the image scores %.2e" % padim())
+    for name, compare in (("PatchCore", patchcore), ("PaDiM", padim)):
+        maps, scores = compare()
+        print(f"{name}, 8 test images of 64 px: relative error of the maps {maps:.2e}, of the image scores "
+              f"{scores:.2e}")
     torch.set_default_dtype(torch.float32)
     print(f"k-center coreset (2000 x 32 features, 10%): the same 200 indices, in the same order, in {coresets()} of 20")

@@ -18,7 +18,6 @@ try:  # after the redesign: the tests' helpers and the engine
     from helpers.configs import compose_config
 except ImportError:  # 2d0677c: the flat tests folder and run.py
     from conftest import compose_config
-
     from fod_lightning.run import run
 import torch  # noqa: E402
 

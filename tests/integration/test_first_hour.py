@@ -181,14 +181,6 @@ def test_summaries_are_readable(figures):
     assert figures[1].axes[0].lines[0].get_marker() == "o"
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    saved = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
-    yield saved
-    plots.plt.close("all")
-
-
 def test_a_single_run_stopped_by_its_config_leaves_no_run_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fod_lightning.run", "data.category=marble",
                            f"hydra.run.dir={tmp_path}/o"], capture_output=True, text=True, timeout=300)  # fmt: skip

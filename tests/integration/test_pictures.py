@@ -93,15 +93,6 @@ def test_threshold_source_calibrated_then_validation_then_the_test_splits_own():
     assert choose_threshold("pixel", {"source": "none"}, None, "paper", values, np.zeros(4)).value is None
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """Every figure the plots module saves, still open."""
-    saved = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
-    yield saved
-    plots.plt.close("all")
-
-
 def test_panels_share_the_stated_scale_and_mark_the_threshold(figures):
     image, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
     for amap in (np.full((8, 8), 0.2), np.linspace(0, 3, 64).reshape(8, 8)):

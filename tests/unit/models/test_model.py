@@ -238,3 +238,18 @@ def test_memory_settings_out_of_range_are_refused():
         tiny_fod(memory_weight=1.5)
     with pytest.raises(ConfigError, match=r"model.net.memory_ratio=0.0 must be in \(0, 1\]"):
         tiny_fod(memory_weight=0.5, memory_ratio=0.0)
+
+
+def test_the_geometric_stage_mix_leaves_each_stages_scale_out():
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.rand(3, 4, 4, generator=generator) + 0.1, torch.rand(3, 2, 2, generator=generator) + 0.1]
+    mean, geometric = anomaly_map(maps, (8, 8)), anomaly_map(maps, (8, 8), "geometric")
+    up = [F.interpolate(m[:, None], size=(8, 8), mode="bilinear", align_corners=True)[:, 0] for m in maps]
+    torch.testing.assert_close(mean, (up[0] + up[1]) / 2)
+    torch.testing.assert_close(geometric, (up[0] * up[1]).sqrt())
+    # a stage whose scores grow tenfold scales the geometric map by a constant: no ranking changes
+    scaled = anomaly_map([maps[0] * 10, maps[1]], (8, 8), "geometric")
+    torch.testing.assert_close(scaled, geometric * 10**0.5)
+    assert tiny_fod().config["stage_mix"] == "mean"  # the authors' by default
+    with pytest.raises(ConfigError, match=r"model.net.stage_mix='median' is unknown"):
+        tiny_fod(stage_mix="median")

@@ -9,6 +9,8 @@ from fod_lightning.models.fod.attention import CorrelationAttention
 from fod_lightning.models.fod.correlation import RowDiscrepancy
 
 BRANCHES = frozenset({"intra", "inter"})  # the correlation branches whose row statistics can be asked for
+Offsets = tuple[torch.Tensor, torch.Tensor]  # squared grid offsets ((L, h), (L, w)) of the Gaussian targets
+Rows = RowDiscrepancy | None  # a branch's row statistics of one layer, None when not computed
 
 
 class Mlp(nn.Module):
@@ -33,6 +35,22 @@ class BranchDiscrepancy:
     layers: list[RowDiscrepancy] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LayerSettings:
+    """What every encoder layer of a stage is built with: width, heads, FFN width, dropout, whether the attention
+    output projection is applied, the fused correlation's block size and compilation, and the branches that run."""
+
+    d_model: int
+    n_heads: int
+    ffn_hidden: int
+    dropout: float = 0.0
+    out_proj: bool = False
+    block_elements: int | None = None
+    compiled: bool = False
+    with_intra: bool = True
+    with_inter: bool = True
+
+
 class EncoderLayer(nn.Module):
     """One I2Correlation layer: fused = intra_out - inter_out, then post-norm FFN block.
 
@@ -41,39 +59,26 @@ class EncoderLayer(nn.Module):
     self-attention x + attn without targets.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        ffn_hidden: int,
-        dropout: float,
-        out_proj: bool,
-        block_elements: int | None = None,
-        compiled: bool = False,
-    ) -> None:
+    def __init__(self, s: LayerSettings) -> None:
         super().__init__()
-        self.self_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout, block_elements, compiled)
-        self.cross_attention = CorrelationAttention(d_model, n_heads, out_proj, dropout, block_elements, compiled)
-        self.ffn = Mlp(d_model, ffn_hidden, dropout)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.with_intra, self.with_inter = s.with_intra, s.with_inter
+        attention = (s.d_model, s.n_heads, s.out_proj, s.dropout, s.block_elements, s.compiled)
+        self.self_attention = CorrelationAttention(*attention)
+        self.cross_attention = CorrelationAttention(*attention)
+        self.ffn = Mlp(s.d_model, s.ffn_hidden, s.dropout)
+        self.norm1 = nn.LayerNorm(s.d_model)
+        self.norm2 = nn.LayerNorm(s.d_model)
+        self.dropout = nn.Dropout(s.dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        reference: torch.Tensor | None,
-        offsets: tuple[torch.Tensor, torch.Tensor],
-        with_intra: bool,
-        with_inter: bool,
-        statistics: frozenset[str] = BRANCHES,
-    ) -> tuple[torch.Tensor, RowDiscrepancy | None, RowDiscrepancy | None]:
+    def forward(self, x: torch.Tensor, reference: torch.Tensor | None, offsets: Offsets,
+                statistics: frozenset[str] = BRANCHES) -> tuple[torch.Tensor, Rows, Rows]:  # fmt: skip
         """x (B, L, D), reference (1|B, L, D) embedded reference tokens; ``statistics`` names the branches
         whose row statistics are needed (the others run as plain attention when that is exact).
 
         Returns:
             out (B, L, D), intra and inter statistics (or None).
         """
+        with_intra, with_inter = self.with_intra, self.with_inter
         intra = inter = None
         if with_intra or not with_inter:
             wanted = with_intra and "intra" in statistics
@@ -101,17 +106,11 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        reference: torch.Tensor | None,
-        offsets: tuple[torch.Tensor, torch.Tensor],
-        with_intra: bool,
-        with_inter: bool,
-        statistics: frozenset[str] = BRANCHES,
+        self, x: torch.Tensor, reference: torch.Tensor | None, offsets: Offsets, statistics: frozenset[str] = BRANCHES
     ) -> tuple[torch.Tensor, BranchDiscrepancy, BranchDiscrepancy]:
         intra, inter = BranchDiscrepancy(), BranchDiscrepancy()
         for layer in self.encode_layers:
-            x, intra_stats, inter_stats = layer(x, reference, offsets, with_intra, with_inter, statistics)
+            x, intra_stats, inter_stats = layer(x, reference, offsets, statistics)
             for branch, stats in ((intra, intra_stats), (inter, inter_stats)):
                 if stats is not None:
                     branch.layers.append(stats)

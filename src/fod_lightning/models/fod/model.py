@@ -14,10 +14,10 @@ from fod_lightning.models.base import AnomalyNet
 from fod_lightning.models.fod.attention import CorrelationAttention
 from fod_lightning.models.fod.correlation import grid_offsets
 from fod_lightning.models.fod.embedding import Embedding2D
-from fod_lightning.models.fod.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer
+from fod_lightning.models.fod.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer, LayerSettings
 from fod_lightning.models.fod.memory import PatchMemory
 from fod_lightning.models.fod.reference import ReferenceFeatures
-from fod_lightning.models.fod.scoring import SCORES, anomaly_map, image_scores, patch_scores
+from fod_lightning.models.fod.scoring import SCORES, STAGE_MIXES, anomaly_map, image_scores, patch_scores
 
 
 @dataclass
@@ -53,10 +53,9 @@ class FODStage(nn.Module):
         self.embedding = Embedding2D(in_channels, d_model, dropout)
         if with_inter:
             self.ref_embedding = Embedding2D(in_channels, d_model, dropout)
-        layers = [
-            EncoderLayer(d_model, n_heads, ffn_ratio * d_model, dropout, attention_out_proj, block_elements, compiled)
-            for _ in range(depth)
-        ]
+        settings = LayerSettings(d_model, n_heads, ffn_ratio * d_model, dropout, attention_out_proj, block_elements,
+                                 compiled, with_intra, with_inter)  # fmt: skip
+        layers = [EncoderLayer(settings) for _ in range(depth)]
         self.encoder = Encoder(layers, d_model)
         self.projection = nn.Linear(d_model, in_channels)
         self._freeze_unused(with_intra, with_inter, attention_out_proj)
@@ -101,7 +100,7 @@ class FODStage(nn.Module):
         x = self.embedding(tokens, grid)
         ref = self.ref_embedding(reference, grid) if self.with_inter else None
         offsets = self.offsets(grid, tokens.device)
-        x, intra, inter = self.encoder(x, ref, offsets, self.with_intra, self.with_inter, statistics)
+        x, intra, inter = self.encoder(x, ref, offsets, statistics)
         return StageOutput(tokens, self.projection(x), intra, inter, grid)
 
 
@@ -125,6 +124,7 @@ class FOD(AnomalyNet):
             memory of normal patches beside the mean reference); 0 (default) is the authors' score. The product
             of powers keeps each score's scale out of the ranking.
         memory_ratio: the fraction of the training patches the memory keeps (its greedy k-center coreset).
+        stage_mix: how the stages' maps combine: ``mean`` (the authors') or ``geometric`` (scale-free).
     """
 
     def __init__(
@@ -144,6 +144,7 @@ class FOD(AnomalyNet):
         compile_correlation: bool = False,
         memory_weight: float = 0.0,
         memory_ratio: float = 1.0,
+        stage_mix: str = "mean",
     ) -> None:
         super().__init__()
         self.config = {  # plain-typed: rebuilds this model (see from_config), saved in checkpoints
@@ -152,8 +153,10 @@ class FOD(AnomalyNet):
             "with_intra": bool(with_intra), "with_inter": bool(with_inter),
             "attention_out_proj": bool(attention_out_proj), "score": str(score), "blur_sigma": float(blur_sigma),
             "block_elements": block_elements, "compile_correlation": bool(compile_correlation),
-            "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio),
+            "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio), "stage_mix": str(stage_mix),
         }  # fmt: skip
+        if stage_mix not in STAGE_MIXES:
+            raise ConfigError(f"model.net.stage_mix={stage_mix!r} is unknown; use one of {STAGE_MIXES}")
         if not 0.0 <= memory_weight <= 1.0:
             raise ConfigError(f"model.net.memory_weight={memory_weight} must be in [0, 1] (0: the authors' score)")
         if not 0.0 < memory_ratio <= 1.0:
@@ -219,7 +222,7 @@ class FOD(AnomalyNet):
         # float32 at least (bf16 / half under autocast), float64 kept: the authors' arithmetic in a float64 model
         maps = [self.with_memory(i, out, at_least_float32(self.patch_scores(out))).view(-1, *out.grid)
                 for i, out in enumerate(outputs)]  # fmt: skip
-        amap = anomaly_map(maps, tuple(images.shape[-2:]))
+        amap = anomaly_map(maps, tuple(images.shape[-2:]), self.config["stage_mix"])
         return image_scores(amap, self.blur_sigma), amap
 
     def with_memory(self, i: int, out: StageOutput, scores: torch.Tensor) -> torch.Tensor:

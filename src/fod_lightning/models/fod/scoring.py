@@ -37,11 +37,19 @@ def patch_scores(
     return s_rec * (p.max(dim=-1, keepdim=True).values - p)
 
 
-def anomaly_map(patch_maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """Mean over stages of the patch maps (B, h_s, w_s), each upsampled bilinearly (align_corners) to
-    ``size`` -> (B, H, W)."""
-    up = [F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=True)[:, 0] for m in patch_maps]
-    return torch.stack(up).mean(dim=0)
+STAGE_MIXES = ("mean", "geometric")
+TINY = 1e-12  # floor of the geometric mean's logarithm (a patch score of 0 stays about 0)
+
+
+def anomaly_map(patch_maps: list[torch.Tensor], size: tuple[int, int], mix: str = "mean") -> torch.Tensor:
+    """The stages' patch maps (B, h_s, w_s), each upsampled bilinearly (align_corners) to ``size``, combined into
+    (B, H, W): their arithmetic ``mean`` (the authors'), or their ``geometric`` mean, which leaves each stage's scale
+    out (a stage whose scores grow cannot outweigh the others)."""
+    up = torch.stack([F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=True)[:, 0]
+                      for m in patch_maps])  # fmt: skip
+    if mix == "geometric":
+        return up.clamp_min(TINY).log().mean(dim=0).exp()
+    return up.mean(dim=0)
 
 
 def image_scores(anomaly_maps: torch.Tensor, blur_sigma: float) -> torch.Tensor:
