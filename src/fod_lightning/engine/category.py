@@ -13,7 +13,7 @@ from fod_lightning.errors import ConfigError
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
 from fod_lightning.training.callbacks.best_checkpoint import BestMetricCheckpoint
-from fod_lightning.utils.hydra_job import in_multirun
+from fod_lightning.utils.hydra_job import multirun_job
 from fod_lightning.utils.resources import Cost
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def kept_checkpoints(cfg: DictConfig) -> str:
     keep = cfg.get("keep_checkpoints", "auto")
     if keep != "auto":
         return keep
-    return "last" if in_multirun() and cfg.get("test_ckpt", "last") != "best" else "all"
+    return "last" if multirun_job() is not None and cfg.get("test_ckpt", "last") != "best" else "all"
 
 
 def remove_checkpoints(trainer: L.Trainer) -> None:

@@ -5,12 +5,11 @@ import logging
 import warnings
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from fod_lightning.deploy.checkpoint import read_checkpoint
 from fod_lightning.errors import ConfigError
-from fod_lightning.utils.hydra_job import in_multirun
+from fod_lightning.utils.hydra_job import multirun_job
 
 log = logging.getLogger(__name__)
 LAST_CKPTS = "*/checkpoints/last.ckpt"  # <category>/checkpoints/last.ckpt in a run folder
@@ -38,7 +37,7 @@ def resumed_run(cfg: DictConfig) -> Path:
     if any(own.glob(LAST_CKPTS)):
         return own
     task = Path(cfg.paths.log_dir) / cfg.task_name
-    pattern = f"multiruns/*/{HydraConfig.get().job.num}" if in_multirun() else "runs/*"
+    pattern = "runs/*" if (job := multirun_job()) is None else f"multiruns/*/{job}"
     newest = {run: max(p.stat().st_mtime for p in ckpts) for run in task.glob(pattern)
               if run != own and (ckpts := list(run.glob(LAST_CKPTS)))}  # fmt: skip
     if not newest:

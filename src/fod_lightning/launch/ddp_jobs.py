@@ -18,7 +18,9 @@ from hydra.types import RunMode
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
-DDP_ENVIRONMENT = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+from fod_lightning.utils.hydra_job import MULTIRUN_JOB
+
+DDP_ENVIRONMENT = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", MULTIRUN_JOB)
 _lightning_command = fabric_launcher._hydra_subprocess_cmd
 
 
@@ -43,6 +45,7 @@ def ddp_job_scope() -> Iterator[None]:
         return
     before = {k: os.environ.get(k) for k in DDP_ENVIRONMENT}
     fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = rank_command
+    os.environ[MULTIRUN_JOB] = str(HydraConfig.get().job.num)  # the ranks decide as their job does
     try:
         yield
     finally:

@@ -1,5 +1,6 @@
 """Hydra's view of the running job: its overrides, the parameters a sweep varies, its sweep folder and number."""
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -7,6 +8,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+# Set for the DDP ranks that a multirun's job starts (launch.ddp_jobs): they run as single Hydra runs, and must still
+# decide as their job does (which checkpoints to keep, where to resume from).
+MULTIRUN_JOB = "FOD_MULTIRUN_JOB"
 
 
 @dataclass
@@ -57,6 +62,13 @@ def sweep_group(task_name: str) -> str:
 
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def multirun_job() -> int | None:
+    """The number of this process's job in a multirun, also in a DDP rank that the job started; None outside one."""
+    if (number := os.environ.get(MULTIRUN_JOB)) is not None:
+        return int(number)
+    return int(HydraConfig.get().job.num) if in_multirun() else None
 
 
 def choice(group: str) -> str | None:
