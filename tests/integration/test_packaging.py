@@ -25,7 +25,7 @@ def test_the_package_list_names_every_package_under_src():
     tomllib = pytest.importorskip("tomllib")
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     src = ROOT / "src"
-    found = {".".join(p.parent.relative_to(src).parts) for p in src.glob("fod_lightning/**/__init__.py")}
+    found = {".".join(p.parent.relative_to(src).parts) for p in src.glob("*/**/__init__.py")}
     assert listed == found | {"fod_lightning.conf"}
 
 

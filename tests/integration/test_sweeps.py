@@ -189,11 +189,24 @@ def test_slurm_launcher_overrides_compose_into_the_sbatch_script(make_config, tm
         assert f"#SBATCH {line}\n" in script, line
 
 
-def test_optuna_sql_storage_is_refused_in_one_line_with_optuna_2(monkeypatch, tmp_path, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        hydra_main(monkeypatch, tmp_path, "hparams_search=fod_optuna", "hydra.sweeper.storage=sqlite:///study.db",
-                   f"hydra.sweep.dir={tmp_path / 'o'}")  # fmt: skip
-    assert stopped.value.code == 2 and not (tmp_path / "o" / "0").exists()
-    err = capsys.readouterr().err
-    assert "error: hydra.sweeper.storage=sqlite:///study.db is not supported with optuna 2." in err
-    assert "Traceback" not in err
+def test_an_optuna_study_lives_in_its_sweep_folder_and_continues_there(monkeypatch, tmp_path):
+    """The study is kept in <sweep dir>/optuna.db; the same command with that hydra.sweep.dir adds trials to it,
+    numbered after the stored ones, so no earlier trial's folder is touched."""
+    import optuna
+
+    extra = tmp_path / "conf_extra" / "hparams_search"
+    extra.mkdir(parents=True)
+    (extra / "tiny_optuna.yaml").write_text(TINY_OPTUNA)
+    sweep = tmp_path / "study"
+    command = ["hparams_search=tiny_optuna", f"hydra.searchpath=[file://{extra.parent}]", *QUICK, "data.n_train=6",
+               "data.category=brick", "data.val_fraction=0.34", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    hydra_main(monkeypatch, tmp_path, *command, "hydra.sweeper.n_trials=1")
+    first = (sweep / "0" / "results.json").read_text()
+    hydra_main(monkeypatch, tmp_path, *command, "hydra.sweeper.n_trials=1")  # a new process would do the same
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.number for t in study.trials] == [0, 1] and {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert (sweep / "0" / "results.json").read_text() == first  # the first trial's job is untouched
+    jobs = results_below(sweep)
+    assert [j["run"]["objective"]["value"] for j in jobs] == pytest.approx([t.value for t in study.trials])
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == pytest.approx(study.best_value)
+    assert "2 of 2 jobs finished" in (sweep / "summary.md").read_text()

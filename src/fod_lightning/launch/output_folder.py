@@ -13,12 +13,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fod_lightning.errors import FODUserError
+from fod_lightning.launch.optuna_study import continued_study
 from fod_lightning.utils.checks import check_given
 from fod_lightning.utils.entry import run_command
 
@@ -112,20 +114,26 @@ class OutputFolderCallback(Callback):
     def check_sweep(self, config: DictConfig) -> None:
         sweep = resolved_folder(config, "sweep")
         check_output_folder(sweep, None, key="hydra.sweep.dir")
-        if self.allowed(config):
-            return
+        sweeper = {key: resolved(config, f"hydra.sweeper.{key}") for key in ("_target_", "storage", "study_name")}
+        if self.allowed(config) or continued_study(sweeper):
+            return  # a continued Optuna study numbers its new jobs after the stored ones
         for job in sorted(p.parent for p in sweep.glob(f"*/{self.marker}")):
             check_output_folder(job, self.marker, self.fix("hydra.sweep.dir"), "hydra.sweep.dir")
 
 
 def resolved_folder(config: DictConfig, mode: str) -> Path:
-    """``hydra.run.dir`` or ``hydra.sweep.dir``: the defaults go through ``${hydra:runtime.cwd}``, which needs
-    Hydra's config set; it is set for that only and put back, so that Hydra starts the job as it would have."""
+    """``hydra.run.dir`` or ``hydra.sweep.dir``."""
+    return Path(str(resolved(config, f"hydra.{mode}.dir")))
+
+
+def resolved(config: DictConfig, key: str) -> Any:
+    """A value of the config, resolved: Hydra's defaults go through ``${hydra:runtime.cwd}``, which needs Hydra's
+    config set; it is set for that only and put back, so that Hydra starts the job as it would have."""
     hydra_config = HydraConfig.instance()
     before = hydra_config.cfg
     hydra_config.set_config(config)
     try:
-        return Path(str(config.hydra[mode].dir))
+        return OmegaConf.select(config, key)
     finally:
         hydra_config.cfg = before
 

@@ -2,14 +2,11 @@
 
 import logging
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-from fod_lightning.utils.entry import fail
 
 log = logging.getLogger("fod_lightning")
 
@@ -21,13 +18,6 @@ class SweepCallback(Callback):
         # The sweepers read hydra.sweep.dir before Hydra sets its config, and the default sweep folder goes
         # through ${hydra:runtime.cwd} (paths.root_dir): set it now, as Hydra does for a single run.
         HydraConfig.instance().set_config(config)
-        storage = config.hydra.sweeper.get("storage")
-        if storage and int(metadata.version("optuna").split(".")[0]) < 3:
-            # optuna 2.x (the range hydra-optuna-sweeper supports) cannot open SQL storage under SQLAlchemy 2
-            fail(
-                f"hydra.sweeper.storage={storage} is not supported with optuna {metadata.version('optuna')}: leave "
-                "hydra.sweeper.storage=null (in-memory study)"
-            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """summary.md/.csv/.png in the sweep folder, and its one W&B summary run with ``logger=wandb``. If the
