@@ -194,7 +194,9 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     "python -m fod_lightning.run -m experiment=compare": Run(why="every job of the comparison, each with debug=fast"),
     "python -m fod_lightning.summarize outputs/compare/multiruns/<date>": Run(why="on the comparison's sweep folder"),
     "python -m fod_lightning.run model=patchcore data=mvtec data.root=/data/mvtec_anomaly_detection "
-    "data.category=bottle model/net/backbone=wide_resnet50_2": Run(add=(LITE0,), why=NO_HUB),
+    "data.category=bottle model/net/backbone=wide_resnet50_2": Run(
+        set={"model/net/backbone": "tf_efficientnet_lite0"}, why=NO_HUB
+    ),
     # Running at scale
     "python -m fod_lightning.run -m data=mvtec data.root=/data/mvtec data.category=bottle,cable,screw seed=1,2,3 "
     "model.lambda1=0.5,1.0 hydra.sweep.dir=outputs/grid": Run(
@@ -349,6 +351,25 @@ def first_combination(args: list[str]) -> tuple[list[str], int]:
         else:
             overrides.append(override.input_line)
     return overrides, jobs
+
+
+def jobs_of(args: list[str]) -> int:
+    """How many jobs a basic sweep launches: its command line's sweeps times the config's ``hydra.sweeper.params``
+    (``experiment=compare``'s models and seeds) that the command line does not set."""
+    overrides, jobs = first_combination(args)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            sweeper = compose("run", overrides=overrides, return_hydra_config=True).hydra.sweeper
+    finally:
+        GlobalHydra.instance().clear()
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return jobs
+    given = {o.get_key_element() for o in OverridesParser.create().parse_overrides(args)}
+    for key, values in (sweeper.get("params") or {}).items():
+        if key not in given:
+            jobs *= len(list(OverridesParser.create().parse_override(f"{key}={values}").sweep_string_iterator()))
+    return jobs
 
 
 def compose_command(command: Command):
@@ -556,7 +577,7 @@ def check_run(command: Command, args: list[str], cwd: Path) -> Path | None:
         assert len(results) == 1, f"{command.text}: one run expected, got {list(results)}"
         return None
     (sweep,) = {p.parent.parent for p in results}
-    _, jobs = first_combination([a for a in args if a not in ("-m", "--multirun")])
+    jobs = jobs_of([a for a in args if a not in ("-m", "--multirun")])
     trials = next((int(a.split("=")[1]) for a in args if a.startswith("hydra.sweeper.n_trials=")), None)
     assert len(results) == (trials or jobs), f"{command.text}: {len(results)} jobs in {sweep}"
     assert (sweep / "summary.md").is_file(), "the sweep's summary is written when it ends"
