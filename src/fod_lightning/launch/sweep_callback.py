@@ -18,6 +18,8 @@ class SweepCallback(Callback):
         # The sweepers read hydra.sweep.dir before Hydra sets its config, and the default sweep folder goes
         # through ${hydra:runtime.cwd} (paths.root_dir): set it now, as Hydra does for a single run.
         HydraConfig.instance().set_config(config)
+        if str(config.hydra.sweeper.get("_target_", "")).endswith("ContinuingOptunaSweeper"):
+            register_continuing_sweeper()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """summary.md/.csv/.png in the sweep folder, and its one W&B summary run with ``logger=wandb``. If the
@@ -35,3 +37,14 @@ class SweepCallback(Callback):
                 log_summary_run(summary)
         except Exception as err:  # a finished sweep must not end in a traceback because of its summary
             log.error("could not summarise %s (%s): run python -m fod_lightning.summarize %s", folder, err, folder)
+
+
+def register_continuing_sweeper() -> None:
+    """Hydra finds plugins by walking the ``hydra_plugins`` namespace, which misses this package's sweeper in an
+    editable install (``make install``: the path is a setuptools import hook, not a folder): register it by hand
+    (Hydra's ``Plugins.register``), before Hydra builds the sweeper."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.fod_lightning_sweeper.continuing_optuna import ContinuingOptunaSweeper
+
+    Plugins.instance().register(ContinuingOptunaSweeper)
