@@ -99,6 +99,20 @@ def test_paper_preset_builds_the_authors_model(make_config):
     assert frozen == 3 * 2 * (256 * 256 + 256) + 3 * 2 * (512 * 512 + 512)
 
 
+@pytest.mark.parametrize("preset", ["paper_mvtec", "paper_btad", "paper_mvtec3d", "paper_visa"])
+def test_the_paper_presets_keep_the_authors_score(make_config, preset):
+    net = make_config(f"experiment={preset}", tiny=False).model.net
+    assert (net.memory_weight, net.stage_mix) == (0.0, "mean")
+
+
+def test_fod_plus_adds_the_patch_memory_chosen_on_held_out_validation(make_config):
+    cfg = make_config("experiment=fod_plus")
+    assert (cfg.model.net.memory_weight, cfg.model.net.memory_ratio, cfg.model.net.stage_mix) == (0.75, 1.0, "mean")
+    assert cfg.data.val_protocol == "from_train" and cfg.task_name == "fod_plus"
+    net = hydra.utils.instantiate(cfg.model).net
+    assert net.memory is not None and net.memory_weight == 0.75
+
+
 def test_backbone_given_with_a_dot_instead_of_the_group_slash_is_explained(make_config):
     """`model.net.backbone=NAME` replaces the backbone config by a string; the run says to use `model/net/backbone=`."""
     from fod_lightning.errors import ConfigError

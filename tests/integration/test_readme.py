@@ -192,6 +192,7 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     "python -m fod_lightning.summarize outputs/run/multiruns/<date>": Run(why="on the sweep folder of the -m above"),
     # FOD beside the baselines
     "python -m fod_lightning.run -m experiment=compare": Run(why="every job of the comparison, each with debug=fast"),
+    "python -m fod_lightning.run experiment=fod_plus": Run(why="the patch memory through fit, validation and test"),
     "python -m fod_lightning.summarize outputs/compare/multiruns/<date>": Run(why="on the comparison's sweep folder"),
     "python -m fod_lightning.run model=patchcore data=mvtec data.root=/data/mvtec_anomaly_detection "
     "data.category=bottle model/net/backbone=wide_resnet50_2": Run(
