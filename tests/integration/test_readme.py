@@ -419,7 +419,7 @@ def test_readme_command_composes(command: Command, tmp_path, monkeypatch):
             if "hydra/launcher=joblib" in command.args:
                 assert type(launcher).__name__ == "JoblibLauncher"
             if "hparams_search=fod_optuna" in command.args:
-                assert type(sweeper).__name__ == "OptunaSweeper" and cfg.hydra.mode == RunMode.MULTIRUN
+                assert type(sweeper).__name__ == "ContinuingOptunaSweeper" and cfg.hydra.mode == RunMode.MULTIRUN
     finally:
         HydraConfig.instance().cfg = None
 
