@@ -13,8 +13,10 @@ def main(folder: Path) -> None:
     print("|---|---|" + "---|" * (len(METRICS) + 1))
     for variant in sorted(p for p in folder.iterdir() if p.is_dir()):
         per_seed = {}
-        for run in sorted(variant.iterdir()):
+        for run in sorted(p for p in variant.iterdir() if (p / "results.json").is_file()):
             results = json.loads((run / "results.json").read_text())
+            if results.get("run", {}).get("status", "done") != "done":
+                continue
             per_seed[run.name] = {m: statistics.fmean(c[m] for c in results["categories"].values()) for m in METRICS}
         cells = []
         for m in METRICS:
