@@ -63,7 +63,8 @@ if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
     for name, compare in (("PatchCore", patchcore), ("PaDiM", padim)):
         maps, scores = compare()
-        print(f"{name}, 8 test images of 64 px: relative error of the maps {maps:.2e}, of the image scores "
-              f"{scores:.2e}")
+        print(
+            f"{name}, 8 test images of 64 px: relative error of the maps {maps:.2e}, of the image scores {scores:.2e}"
+        )
     torch.set_default_dtype(torch.float32)
     print(f"k-center coreset (2000 x 32 features, 10%): the same 200 indices, in the same order, in {coresets()} of 20")
