@@ -8,6 +8,10 @@
 #     the scale-free geometric mean that phase A suggests); and the reconstruction branch's score alone.
 #  C. the winner as experiment=fod_plus at the default settings (256 px, 2 epochs), seeds 3407, 1, 2: the test split
 #     read once, beside default FOD, PatchCore and PaDiM of experiments/2026-12-02_fod_vs_baselines.
+#  D. a variant of the benchmark (the generator's seed 1: other crops of the photos, other defects, other masks) at
+#     the default settings: experiment=compare (faithful FOD, PatchCore, PaDiM) and experiment=fod_plus, seeds 3407, 1, 2.
+#  E. more levers on top of fod_plus, chosen on validation as in B (128 px, 2 epochs): the learning rate, the weights
+#     of the entropy and discrepancy losses (model.lambda1, model.lambda2), augmentations of the normal images.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fod_plus}
@@ -28,4 +32,17 @@ if [[ " $PHASES " == *" B "* ]]; then
 fi
 if [[ " $PHASES " == *" C "* ]]; then
   "${RUN[@]}" -m "${QUIET[@]}" experiment=fod_plus seed=3407,1,2 hydra.sweep.dir="$OUT/C_fod_plus"
+fi
+if [[ " $PHASES " == *" D "* ]]; then
+  "${RUN[@]}" -m "${QUIET[@]}" '~callbacks.test_pictures' experiment=compare data.seed=1 hydra.sweep.dir="$OUT/D_compare"
+  "${RUN[@]}" -m "${QUIET[@]}" '~callbacks.test_pictures' experiment=fod_plus data.seed=1 seed=3407,1,2 \
+    hydra.sweep.dir="$OUT/D_fod_plus"
+fi
+if [[ " $PHASES " == *" E "* ]]; then
+  LEVER=("${RUN[@]}" -m "${QUIET[@]}" "${SMALL[@]}" '~callbacks.test_pictures' experiment=fod_plus
+    optimized_metric=val/image_auroc seed=3407,1,2)
+  "${LEVER[@]}" model.optimizer.lr=3e-5,1e-4,3e-4 hydra.sweep.dir="$OUT/E_lr"
+  "${LEVER[@]}" model.lambda1=0.1,2.0 hydra.sweep.dir="$OUT/E_lambda1"
+  "${LEVER[@]}" model.lambda2=0.1,2.0 hydra.sweep.dir="$OUT/E_lambda2"
+  "${LEVER[@]}" data.augment=true hydra.sweep.dir="$OUT/E_augment"
 fi
