@@ -9,7 +9,8 @@ METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
 def seed_means(variant: Path) -> dict[str, dict[str, float]]:
-    """Per finished run (a seed): the mean over categories of each metric."""
+    """Per finished run (a seed): the mean over categories of each metric. 2b28f36 rewrites results.json after each
+    category and records no status, so its runs count as finished once present: read them after run.sh ends."""
     per_seed = {}
     for run in sorted(p for p in variant.iterdir() if (p / "results.json").is_file()):
         results = json.loads((run / "results.json").read_text())
@@ -31,16 +32,17 @@ def main(folder: Path, references: tuple[str, ...] = ("2b28f36", "main")) -> Non
         cells = [spread([v[m] for v in per_seed.values()]).lstrip("+") for m in METRICS]
         seeds = ", ".join(f"{s}: {v['image_auroc']:.3f}" for s, v in per_seed.items())
         print(f"| {name} | {len(per_seed)} | {' | '.join(cells)} | {seeds} |")
-    for reference in references:
-        paired(variants, reference)
+    for index, reference in enumerate(references):
+        paired(variants, reference, skip=references[: index + 1])
 
 
-def paired(variants: dict[str, dict[str, dict[str, float]]], reference: str) -> None:
+def paired(variants: dict[str, dict[str, dict[str, float]]], reference: str, skip: tuple[str, ...]) -> None:
+    """Each variant not in ``skip`` (the reference and those already compared with) minus ``reference``."""
     print(f"\nPaired by seed, the difference from {reference} (mean ± std over the seeds both ran):\n")
     print(f"| variant | seeds | {' | '.join(METRICS)} |")
     print("|---|---|" + "---|" * len(METRICS))
     for name, per_seed in variants.items():
-        if name in (reference, "2b28f36"):
+        if name in skip:
             continue
         both = sorted(set(per_seed) & set(variants.get(reference, {})))
         cells = [spread([per_seed[s][m] - variants[reference][s][m] for s in both]) for m in METRICS]
