@@ -155,7 +155,7 @@ def test_legacy_zero_grad_gives_the_other_stage_a_momentum_step(make_config):
 def test_an_authors_checkpoint_evaluates_and_predicts_as_the_model_it_came_from(fitted, make_config, tmp_path):
     """A fitted model saved in the authors' layout (-pix.pth + .pkl) scores the test split and new images
     exactly as the model itself, through `run train=false` and through `predict`."""
-    from test_official import save_authors_files
+    from helpers.authors_files import save_authors_files
 
     cfg, results, ckpt = fitted
     authors = tmp_path / "authors"

@@ -513,7 +513,7 @@ class ReadmeRunner:
 
     def write_authors_files(self, text: str, args: dict, cwd: Path) -> None:
         """The net of ``text``'s checkpoint in the authors' layout, at the command's (relative) paths."""
-        from test_official import save_authors_files
+        from helpers.authors_files import save_authors_files
 
         import fod_lightning
 
