@@ -1,5 +1,6 @@
 """Base LightningDataModule: sample tables per split, loaders, category handling."""
 
+import logging
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
 from fod_lightning.errors import ConfigError
 
+log = logging.getLogger(__name__)
 
 class AnomalyDataModule(LightningDataModule):
     """One category of a benchmark. Subclasses define ``benchmark``, ``categories``, ``resize`` and
@@ -43,6 +45,10 @@ class AnomalyDataModule(LightningDataModule):
         calibration_fraction: under ``paper``, fraction of the normal training images held out (not
             trained on) to calibrate the decision thresholds on; under ``from_train`` the held-out
             validation images serve. 0 calibrates on the training images themselves (biased low).
+        calibration_min_images: the hold-out happens only when ``calibration_fraction`` of the training images
+            is at least this many (the run config: ``model.calibration.min_images``, 10); fewer would give
+            unreliable thresholds at the cost of training images, so the model then trains on every image, as
+            the authors', and calibrates on the training images (marked ``held_out: false``).
     """
 
     benchmark: str = ""
@@ -68,6 +74,7 @@ class AnomalyDataModule(LightningDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         calibration_fraction: float = 0.0,
+        calibration_min_images: int = 1,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -84,6 +91,11 @@ class AnomalyDataModule(LightningDataModule):
         if not 0.0 <= calibration_fraction < 1.0:
             raise ConfigError(f"data.calibration_fraction={calibration_fraction} must be in [0, 1)")
         self.calibration_fraction = calibration_fraction
+        if isinstance(calibration_min_images, bool) or not isinstance(calibration_min_images, int) \
+                or calibration_min_images < 1:  # fmt: skip
+            raise ConfigError(f"data.calibration_min_images={calibration_min_images!r} must be a positive integer")
+        self.calibration_min_images = calibration_min_images
+        self.calibration_skipped: str | None = None  # why the calibration hold-out was not made, if it was not
         self.check_category(self.category, self.root)
         self._splits: dict[str, Dataset] = {}
 
@@ -174,7 +186,7 @@ class AnomalyDataModule(LightningDataModule):
             self._splits["train"] = AnomalyDataset(train, transform)
             self._splits["val"] = HeldOutDefectsDataset(held, transform, self.val_seed)
             self._splits["calibration"] = AnomalyDataset(held, transform)
-        elif self.calibration_fraction > 0:
+        elif self.calibration_fraction > 0 and self._holds_out_calibration(len(self._splits["train"])):
             train, held = split_held_out(self._splits["train"].samples, self.calibration_fraction, self.val_seed + 1,
                                          "data.calibration_fraction")  # fmt: skip
             self._splits["train"] = AnomalyDataset(train, transform)
@@ -186,10 +198,29 @@ class AnomalyDataModule(LightningDataModule):
             augmented = self.contract.transform(augment=True)
             self._splits["train"] = AnomalyDataset(self._splits["train"].samples, augmented)
 
+    def _holds_out_calibration(self, n_train: int) -> bool:
+        """Whether ``calibration_fraction`` of ``n_train`` images gives ``calibration_min_images``; if not, the
+        reason is kept in :attr:`calibration_skipped` (the run's log says it)."""
+        n_held = max(1, round(self.calibration_fraction * n_train))
+        if n_held >= self.calibration_min_images:
+            return True
+        self.calibration_skipped = (
+            f"data.calibration_fraction={self.calibration_fraction} would hold out {n_held} of the {n_train} "
+            f"training images of {self.category}, fewer than data.calibration_min_images="
+            f"{self.calibration_min_images}: trained on all {n_train} (as the authors) and the thresholds calibrated "
+            "on them (held_out: false, biased low); add normal images or set data.val_protocol=from_train "
+            "for held-out thresholds"
+        )
+        log.info(self.calibration_skipped)
+        return False
+
     @property
     def calibration_held_out(self) -> bool:
         """Whether the calibration images are normal images the model was not trained on."""
-        return self.val_protocol == "from_train" or self.calibration_fraction > 0
+        if self.val_protocol == "from_train":
+            return True
+        self.setup()
+        return self.calibration_fraction > 0 and self.calibration_skipped is None
 
     @property
     def contract(self) -> DataContract:
