@@ -17,8 +17,13 @@ from PIL import Image
 
 from fod_lightning.data.defects import DEFECT_FAMILIES, contamination
 from fod_lightning.data.mvtec import MVTecADDataModule
+from fod_lightning.data.samples import DatasetLayoutError
+from fod_lightning.errors import ConfigError
 
-TEXTURE_CATEGORIES = ("brick", "grass", "gravel")
+TEXTURE_CATEGORIES = ("brick", "grass", "gravel")  # the default benchmark's photos
+# Every texture-like photo scikit-image ships (no download), at least 512 px on each side: ``data.photos`` chooses.
+# moon: the lunar surface (grey); immunohistochemistry: stained tissue (colour); hubble_deep_field: a star field.
+PHOTO_TEXTURES = (*TEXTURE_CATEGORIES, "moon", "immunohistochemistry", "hubble_deep_field")
 FORMAT_VERSION = 1
 
 
@@ -42,7 +47,7 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 def _write_category(root: Path, name: str, spec: dict, rng: np.random.Generator) -> None:
     photo = _photo(name)
-    others = [_photo(o) for o in TEXTURE_CATEGORIES if o != name]
+    others = [_photo(o) for o in spec["categories"] if o != name]  # contamination pastes the benchmark's others
     size = spec["crop_size"]
     for i in range(spec["n_train"]):
         _save(root / name / "train" / "good" / f"{i:03d}.png", _crop(photo, size, rng))
@@ -62,10 +67,24 @@ def _write_category(root: Path, name: str, spec: dict, rng: np.random.Generator)
 DEFAULT_SPEC = {"n_train": 40, "n_test_good": 12, "n_test_per_defect": 8, "crop_size": 256}
 
 
-def spec_of(seed: int, n_train: int, n_test_good: int, n_test_per_defect: int, crop_size: int) -> dict:
+def spec_of(seed: int, n_train: int, n_test_good: int, n_test_per_defect: int, crop_size: int,
+            photos: tuple[str, ...] = TEXTURE_CATEGORIES) -> dict:  # fmt: skip
     """Everything the benchmark's files depend on."""
-    return {"version": FORMAT_VERSION, "seed": seed, "categories": list(TEXTURE_CATEGORIES), "n_train": n_train,
+    return {"version": FORMAT_VERSION, "seed": seed, "categories": list(photos), "n_train": n_train,
             "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect, "crop_size": crop_size}  # fmt: skip
+
+
+def check_photos(photos) -> tuple[str, ...]:
+    """``data.photos`` as a tuple of known, distinct photo names (at least two: contamination pastes another)."""
+    names = (photos,) if isinstance(photos, str) else tuple(str(p) for p in photos)
+    unknown = [n for n in names if n not in PHOTO_TEXTURES]
+    if unknown:
+        raise ConfigError(f"data.photos names {unknown}, not a texture photo of scikit-image: use some of "
+                          f"{', '.join(PHOTO_TEXTURES)}")  # fmt: skip
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError(f"data.photos={list(names)} needs at least two distinct photos (the contamination "
+                          "defect pastes a patch of another one)")  # fmt: skip
+    return names
 
 
 def textures_folder(root: Path, spec: dict) -> Path:
@@ -92,20 +111,21 @@ def ensure_textures(
     n_test_good: int = 12,
     n_test_per_defect: int = 8,
     crop_size: int = 256,
+    photos: tuple[str, ...] = TEXTURE_CATEGORIES,
 ) -> Path:
     """The folder of the benchmark these settings make (:func:`textures_folder`), built there unless it is.
 
     The build goes to a temporary folder renamed into place, so concurrent processes (DDP ranks, parallel sweep
     jobs) never see half-written data, and a folder is never rebuilt in place: another size lives elsewhere.
     """
-    spec = spec_of(seed, n_train, n_test_good, n_test_per_defect, crop_size)
+    spec = spec_of(seed, n_train, n_test_good, n_test_per_defect, crop_size, check_photos(photos))
     folder = textures_folder(Path(root), spec)
     if read_manifest(folder) == spec:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        for index, name in enumerate(TEXTURE_CATEGORIES):
+        for index, name in enumerate(spec["categories"]):
             _write_category(tmp, name, spec, np.random.default_rng([seed, index]))
         (tmp / "manifest.json").write_text(json.dumps(spec, indent=1))
         if folder.exists() and read_manifest(folder) != spec:  # a build of an older version: set aside, then gone
@@ -123,26 +143,28 @@ def ensure_textures(
 
 
 class TexturesDataModule(MVTecADDataModule):
-    """Embedded benchmark (brick, grass, gravel; scratch, stain, contamination defects).
+    """Embedded benchmark (brick, grass, gravel by default; scratch, stain, contamination defects).
 
     Args:
         seed: generation seed; another seed gives another benchmark.
         n_train, n_test_good, n_test_per_defect, crop_size: size of the generated benchmark.
+        photos: the scikit-image photos it is made of, one category each (some of :data:`PHOTO_TEXTURES`).
         Other arguments as :class:`AnomalyDataModule`.
     """
 
     benchmark = "embedded textures"
-    categories = TEXTURE_CATEGORIES
+    categories = PHOTO_TEXTURES  # every name a category can have; an instance serves its ``photos``
 
     def __init__(
         self, root: str, category: str, seed: int = 0, n_train: int = 40, n_test_good: int = 12,
-        n_test_per_defect: int = 8, crop_size: int = 256, **kwargs,
+        n_test_per_defect: int = 8, crop_size: int = 256, photos=TEXTURE_CATEGORIES, **kwargs,
     ) -> None:  # fmt: skip
         super().__init__(root, category, **kwargs)
+        self.categories = check_photos(photos)
         self.given_root = self.root  # the benchmark's folder is this, or a sibling keyed by the sizes below
         self.spec = dict(
             seed=seed, n_train=n_train, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect,
-            crop_size=crop_size,
+            crop_size=crop_size, photos=self.categories,
         )  # fmt: skip
 
     @classmethod
@@ -155,5 +177,10 @@ class TexturesDataModule(MVTecADDataModule):
         self.root = ensure_textures(self.given_root, **self.spec)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.category not in self.categories:
+            raise DatasetLayoutError(
+                f"data.category={self.category} is not among data.photos={list(self.categories)}: add it to "
+                "data.photos or choose one of them"
+            )
         self.prepare_data()
         super().setup(stage)

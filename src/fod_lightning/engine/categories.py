@@ -53,6 +53,7 @@ def on_disk(cfg: DictConfig, datamodule_cls: type) -> Categories:
     official = list(datamodule_cls.categories)
     probe = hydra.utils.instantiate(cfg.data, category=official[0])
     probe.prepare_data()  # a generated benchmark is written here
+    official = list(probe.categories)  # an instance may serve some of them (the embedded benchmark's data.photos)
     present = probe.categories_on_disk()
     found = [c for c in official if c in present]
     custom = [c for c in present if c not in official]
