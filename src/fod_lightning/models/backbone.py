@@ -2,6 +2,7 @@
 
 import difflib
 import hashlib
+import math
 from pathlib import Path
 
 import timm
@@ -181,7 +182,8 @@ class FeatureExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images (B, 3, H, W), H and W divisible by 16 -> one map (B, C_s, H/s, W/s) per stride s."""
-        if images.shape[-1] % 16 or images.shape[-2] % 16:
-            raise ValueError(f"input size {tuple(images.shape[-2:])} must be divisible by 16")
+        """images (B, 3, H, W), H and W divisible by 16 and each stride -> one map (B, C_s, H/s, W/s) per stride s."""
+        tile = math.lcm(16, *self.strides)
+        if images.shape[-1] % tile or images.shape[-2] % tile:
+            raise ValueError(f"input size {tuple(images.shape[-2:])} must be divisible by {tile}")
         return self.model(images)
