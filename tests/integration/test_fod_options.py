@@ -48,8 +48,8 @@ def test_branch_analysis_logs_every_branch_of_every_stage_per_epoch(tmp_path):
 
 def test_other_backbone_levels_train_reload_and_export(tmp_path):
     """The backbone-levels lever: model.net.backbone.strides (one transformer per stride) with a width per stage."""
-    cfg = compose_config(tmp_path, [*TINY_TEXTURES, *TINY, "data.category=brick", "data.image_size=64",
-                                    "model.net.backbone.strides=[8,16,32]", "model.net.d_models=[16,32,32]"])  # fmt: skip
+    levels = ["model.net.backbone.strides=[8,16,32]", "model.net.d_models=[16,32,32]"]
+    cfg = compose_config(tmp_path, [*TINY_TEXTURES, *TINY, "data.category=brick", "data.image_size=64", *levels])
     results = run(cfg)["categories"]["brick"]
     ckpt = tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt"
     model = fod_lightning.load(ckpt)

@@ -513,9 +513,8 @@ class ReadmeRunner:
 
     def write_authors_files(self, text: str, args: dict, cwd: Path) -> None:
         """The net of ``text``'s checkpoint in the authors' layout, at the command's (relative) paths."""
-        from helpers.authors_files import save_authors_files
-
         import fod_lightning
+        from helpers.authors_files import save_authors_files
 
         pth, pkl = cwd / args["ckpt_path"], cwd / args["reference_features"]
         if pth.exists():

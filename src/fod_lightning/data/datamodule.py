@@ -21,6 +21,7 @@ from fod_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
 class AnomalyDataModule(LightningDataModule):
     """One category of a benchmark. Subclasses define ``benchmark``, ``categories``, ``resize`` and
     :meth:`parse` (the sample table of a split); the rest is shared.

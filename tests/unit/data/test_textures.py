@@ -9,8 +9,8 @@ from PIL import Image
 
 from fod_lightning.data.defects import DEFECT_FAMILIES, contamination
 from fod_lightning.data.samples import DatasetLayoutError
-from fod_lightning.errors import ConfigError
 from fod_lightning.data.textures import TexturesDataModule, _photo, ensure_textures
+from fod_lightning.errors import ConfigError
 
 SMALL = dict(n_train=3, n_test_good=2, n_test_per_defect=2, crop_size=64)
 
