@@ -162,7 +162,8 @@ def readable(value: str) -> str:
 
 
 def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
-    """Each setting's label: the overrides whose values differ between settings (``default`` if none)."""
+    """Each setting's label: the overrides whose values differ between settings; when none differ (one setting), the
+    overrides every job was given (``default`` if none)."""
     configs = {}
     for job in jobs:
         if job.results is not None:
@@ -177,7 +178,8 @@ def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
 
     varying = [k for k in keys if len({value(s, k) for s in settings.values()}) > 1]
     for s in settings.values():
-        s.label = ", ".join(f"{k}={readable(value(s, k))}" for k in varying) or "default"
+        shown = varying or sorted(s.overrides)
+        s.label = ", ".join(f"{k}={readable(value(s, k))}" for k in shown) or "default"
     labels = [s.label for s in settings.values()]
     for s in settings.values():
         if labels.count(s.label) > 1:  # same overrides, different configs (e.g. other code defaults)

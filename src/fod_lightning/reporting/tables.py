@@ -153,9 +153,10 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
     if not_done:
         parts.append(f"## Jobs that did not finish\n\n{not_done}\n")
     parts += [f"- {n}" for n in notes] + ([""] if notes else [])
-    if len(settings) > 1:
+    if len(settings) > 1 or any(s.objective for s in settings.values()):  # one setting: for its objective
         compared = comparison_table(tables, settings, costs)
-        parts.append(f"## Settings compared (test reading, mean over categories)\n\n{compared}\n")
+        heading = "Settings compared" if len(settings) > 1 else "The setting"
+        parts.append(f"## {heading} (test reading, mean over categories)\n\n{compared}\n")
     for key, per_reading in tables.items():
         h = settings[key].header
         parts.append(f"## {settings[key].label}\n\n{h.get('model') or 'model ?'}, {h.get('benchmark')}, "

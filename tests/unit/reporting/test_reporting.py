@@ -86,7 +86,20 @@ def test_settings_that_differ_only_in_code_defaults_are_kept_apart(tmp_path):
     (tmp_path / "b" / "results.json").write_text(json.dumps(results))
     assert summarize.main([str(tmp_path)]) == 0
     labels = {r["setting"] for r in csv.DictReader((tmp_path / "summary.csv").open())}
-    assert len(labels) == 2 and all(label.startswith("default #") for label in labels)
+    assert len(labels) == 2 and all(label.startswith("model.lambda1=0.5 #") for label in labels)
+
+
+def test_one_setting_is_labelled_by_its_overrides_and_shows_its_objective(tmp_path):
+    for seed, value in ((1, 0.8), (2, 0.6)):
+        write_job(tmp_path / str(seed), seed, 2.0, {"brick": value})
+        results = json.loads((tmp_path / str(seed) / "results.json").read_text())
+        results["run"]["objective"] = {"name": "val/image_auroc", "value": value - 0.1}
+        (tmp_path / str(seed) / "results.json").write_text(json.dumps(results))
+    assert summarize.main([str(tmp_path)]) == 0
+    assert {r["setting"] for r in csv.DictReader((tmp_path / "summary.csv").open())} == {"model.lambda1=2.0"}
+    md = (tmp_path / "summary.md").read_text()
+    assert "## The setting (test reading, mean over categories)" in md
+    assert "| model.lambda1=2.0 | - | from_train | best | 1 | 2 | 0.6000 ± 0.1414 | 0.7000 ± 0.1414 |" in md
 
 
 @pytest.mark.parametrize(("name", "protocol", "error"), [
