@@ -64,3 +64,27 @@ def test_other_backbone_levels_train_reload_and_export(tmp_path):
     assert max(export(config)["parity"]["relative_error"].values()) < 1e-4
     default = compose_config(tmp_path / "d", [*TINY_TEXTURES, *TINY])
     assert list(default.model.net.backbone.strides) == [8, 16]  # the authors' two stages stay the default
+
+
+def test_early_stopping_stops_when_the_held_out_metric_stops_improving(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY_TEXTURES, *TINY, "data.category=brick", "data.val_protocol=from_train",
+                                    "trainer.max_epochs=6", "early_stopping_patience=1"])  # fmt: skip
+    results = run(cfg)["categories"]["brick"]
+    with (tmp_path / "out" / "brick" / "metrics.csv").open(newline="") as f:
+        history = [float(r["val/image_auroc"]) for r in csv.DictReader(f) if r.get("val/image_auroc")]
+    # patience 1: training ends at the first validation that does not beat every earlier one
+    stop = next(e for e in range(1, 7) if e == 6 or history[e] <= max(history[:e]))
+    assert stop < 5 and len(history) == stop + 1 and results["epochs"] == stop + 1
+
+
+def test_early_stopping_is_refused_on_the_test_split_and_for_bad_values(tmp_path):
+    from fod_lightning.engine.checks import check_config
+    from fod_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="early_stopping_patience stops on test_ckpt_metric=val/image_auroc, which "
+                                          "under data.val_protocol=paper is measured on the test split"):  # fmt: skip
+        check_config(compose_config(tmp_path, [*TINY_TEXTURES, *TINY, "early_stopping_patience=2"]))
+    with pytest.raises(ConfigError, match="early_stopping_patience=0 must be a positive integer"):
+        check_config(compose_config(tmp_path, [*TINY_TEXTURES, *TINY, "data.val_protocol=from_train",
+                                               "early_stopping_patience=0"]))  # fmt: skip
+    assert compose_config(tmp_path, [*TINY_TEXTURES, *TINY]).early_stopping_patience is None  # off: the authors'

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
 from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model, resumable
@@ -36,6 +37,7 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
         keep = kept_checkpoints(cfg)
         callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         callbacks = [c for c in callbacks if keep == "all" or not isinstance(c, BestMetricCheckpoint)]
+        callbacks += early_stopping(cfg)
         trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         for lg in loggers:
             lg.log_hyperparams(resolved_config(cfg))
@@ -54,6 +56,12 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     record = model.results()
     return record | {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
                       "cost": record.get("cost", {}) | fit_cost(fit)}  # fmt: skip
+
+
+def early_stopping(cfg: DictConfig) -> list[EarlyStopping]:
+    """``early_stopping_patience=N``: Lightning's early stopping on ``test_ckpt_metric`` (held-out validation)."""
+    patience = cfg.get("early_stopping_patience")
+    return [] if patience is None else [EarlyStopping(monitor=cfg.test_ckpt_metric, mode="max", patience=patience)]
 
 
 def kept_checkpoints(cfg: DictConfig) -> str:

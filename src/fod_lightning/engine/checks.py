@@ -117,6 +117,7 @@ def check_config(cfg: DictConfig) -> None:
     if test_ckpt == "best" and cfg.test_ckpt_metric not in monitored:
         raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
                           f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
+    check_early_stopping(cfg.get("early_stopping_patience"), cfg.test_ckpt_metric, cfg.data.get("val_protocol"))
     check_loaders(cfg.data)
     check_seed(cfg.get("seed"))
     check_optimizer(OmegaConf.select(cfg, "model.optimizer"))
@@ -130,6 +131,19 @@ def check_config(cfg: DictConfig) -> None:
     check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)
+
+
+def check_early_stopping(patience: object, metric: str, val_protocol: str | None) -> None:
+    """``early_stopping_patience``: null, or a positive number of validations, stopping on held-out validation only."""
+    if patience is None:
+        return
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ConfigError(f"early_stopping_patience={patience!r} must be a positive integer (validations without "
+                          "improvement) or null (train for trainer.max_epochs)")  # fmt: skip
+    if val_protocol != "from_train":
+        raise ConfigError(f"early_stopping_patience stops on test_ckpt_metric={metric}, which under "
+                          f"data.val_protocol={val_protocol} is measured on the test split: set "
+                          "data.val_protocol=from_train")  # fmt: skip
 
 
 def check_loaders(data: DictConfig) -> None:
