@@ -12,6 +12,13 @@
 #     the default settings: experiment=compare (faithful FOD, PatchCore, PaDiM) and experiment=fod_plus, seeds 3407, 1, 2.
 #  E. more levers on top of fod_plus, chosen on validation as in B (128 px, 2 epochs): the learning rate, the weights
 #     of the entropy and discrepancy losses (model.lambda1, model.lambda2), augmentations of the normal images.
+#  F. (2026-12-03) the backbone levels on top of fod_plus, chosen on validation as in B: the authors' strides 8/16,
+#     8/16/32, 16/32 and 4/8 (one transformer per level, the width doubling with the stride up to 512).
+#  G. (2026-12-03) other photos (data.photos: moon, immunohistochemistry, hubble_deep_field), never tuned on, at the
+#     defaults: experiment=compare and experiment=fod_plus, seeds 3407, 1, 2.
+#  H. (2026-12-03) the original benchmark again with experiment=compare, after the default stopped holding out
+#     calibration images below model.calibration.min_images (faithful FOD, PatchCore and PaDiM now train on all 40);
+#     fod_plus (from_train validation, its calibration images are the validation normals) is unchanged by it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fod_plus}
@@ -45,4 +52,22 @@ if [[ " $PHASES " == *" E "* ]]; then
   "${LEVER[@]}" model.lambda1=0.1,2.0 hydra.sweep.dir="$OUT/E_lambda1"
   "${LEVER[@]}" model.lambda2=0.1,2.0 hydra.sweep.dir="$OUT/E_lambda2"
   "${LEVER[@]}" data.augment=true hydra.sweep.dir="$OUT/E_augment"
+fi
+if [[ " $PHASES " == *" F "* ]]; then
+  LEVEL=("${RUN[@]}" -m "${QUIET[@]}" "${SMALL[@]}" '~callbacks.test_pictures' experiment=fod_plus
+    optimized_metric=val/image_auroc seed=3407,1,2)
+  "${LEVEL[@]}" hydra.sweep.dir="$OUT/F_levels_8_16"
+  "${LEVEL[@]}" 'model.net.backbone.strides=[8,16,32]' 'model.net.d_models=[256,512,512]' \
+    hydra.sweep.dir="$OUT/F_levels_8_16_32"
+  "${LEVEL[@]}" 'model.net.backbone.strides=[16,32]' 'model.net.d_models=[512,512]' hydra.sweep.dir="$OUT/F_levels_16_32"
+  "${LEVEL[@]}" 'model.net.backbone.strides=[4,8]' 'model.net.d_models=[128,256]' hydra.sweep.dir="$OUT/F_levels_4_8"
+fi
+PHOTOS='data.photos=[moon,immunohistochemistry,hubble_deep_field]'
+if [[ " $PHASES " == *" G "* ]]; then
+  "${RUN[@]}" -m "${QUIET[@]}" '~callbacks.test_pictures' experiment=compare "$PHOTOS" hydra.sweep.dir="$OUT/G_compare"
+  "${RUN[@]}" -m "${QUIET[@]}" '~callbacks.test_pictures' experiment=fod_plus "$PHOTOS" seed=3407,1,2 \
+    hydra.sweep.dir="$OUT/G_fod_plus"
+fi
+if [[ " $PHASES " == *" H "* ]]; then
+  "${RUN[@]}" -m "${QUIET[@]}" '~callbacks.test_pictures' experiment=compare hydra.sweep.dir="$OUT/H_compare"
 fi
