@@ -103,7 +103,15 @@ def setting_key(results: dict) -> str:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
-    return config_sha256({"config": config, "header": header_of(results)})[:12]
+    return config_sha256({"config": without_nulls(config), "header": header_of(results)})[:12]
+
+
+def without_nulls(node):
+    """``node`` less its null-valued keys: a key a later version added with a null default (off) is the same setting
+    as the key's absence in the results of jobs run before it existed."""
+    if isinstance(node, dict):
+        return {k: without_nulls(v) for k, v in node.items() if v is not None}
+    return [without_nulls(v) for v in node] if isinstance(node, list) else node
 
 
 def header_of(results: dict) -> dict:

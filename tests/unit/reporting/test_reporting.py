@@ -89,6 +89,23 @@ def test_settings_that_differ_only_in_code_defaults_are_kept_apart(tmp_path):
     assert len(labels) == 2 and all(label.startswith("model.lambda1=0.5 #") for label in labels)
 
 
+def test_a_key_added_later_with_a_null_default_does_not_split_a_setting(tmp_path):
+    write_job(tmp_path / "old", 1, 0.5, {"brick": 0.8})
+    write_job(tmp_path / "new", 2, 0.5, {"brick": 0.6})
+    results = json.loads((tmp_path / "new" / "results.json").read_text())
+    results["run"]["config"]["early_stopping_patience"] = None  # the newer version's config has the key, off
+    (tmp_path / "new" / "results.json").write_text(json.dumps(results))
+    assert summarize.main([str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert {r["setting"] for r in rows} == {"model.lambda1=0.5"}
+    mean = next(r for r in rows if r["reading"] == "test" and r["category"] == "mean")
+    assert (mean["seeds"], mean["image_auroc_mean"]) == ("2", "0.700000")
+    results["run"]["config"]["early_stopping_patience"] = 3  # a value: another setting
+    (tmp_path / "new" / "results.json").write_text(json.dumps(results))
+    assert summarize.main([str(tmp_path)]) == 0
+    assert len({r["setting"] for r in csv.DictReader((tmp_path / "summary.csv").open())}) == 2
+
+
 def test_one_setting_is_labelled_by_its_overrides_and_shows_its_objective(tmp_path):
     for seed, value in ((1, 0.8), (2, 0.6)):
         write_job(tmp_path / str(seed), seed, 2.0, {"brick": value})
