@@ -16,8 +16,9 @@ from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.sampler import EpochShuffle
 from fod_lightning.data.samples import DatasetLayoutError, Sample, is_hidden
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, split_held_out
+from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, held_out_count, split_held_out
 from fod_lightning.errors import ConfigError
+from fod_lightning.utils.checks import check_count
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,8 @@ class AnomalyDataModule(LightningDataModule):
         if not 0.0 <= calibration_fraction < 1.0:
             raise ConfigError(f"data.calibration_fraction={calibration_fraction} must be in [0, 1)")
         self.calibration_fraction = calibration_fraction
-        if isinstance(calibration_min_images, bool) or not isinstance(calibration_min_images, int) \
-                or calibration_min_images < 1:  # fmt: skip
-            raise ConfigError(f"data.calibration_min_images={calibration_min_images!r} must be a positive integer")
+        check_count("data.calibration_min_images", calibration_min_images, 1, "the fewest images a calibration "
+                    "hold-out may take", 10)  # fmt: skip
         self.calibration_min_images = calibration_min_images
         self.calibration_skipped: str | None = None  # why the calibration hold-out was not made, if it was not
         self.check_category(self.category, self.root)
@@ -202,7 +202,7 @@ class AnomalyDataModule(LightningDataModule):
     def _holds_out_calibration(self, n_train: int) -> bool:
         """Whether ``calibration_fraction`` of ``n_train`` images gives ``calibration_min_images``; if not, the
         reason is kept in :attr:`calibration_skipped` (the run's log says it)."""
-        n_held = max(1, round(self.calibration_fraction * n_train))
+        n_held = held_out_count(self.calibration_fraction, n_train)
         if n_held >= self.calibration_min_images:
             return True
         self.calibration_skipped = (

@@ -18,6 +18,11 @@ WITHOUT_HOLD_OUT = {"data.val_fraction": "use data.val_protocol=paper",
                     "data.calibration_fraction": "set data.calibration_fraction=0"}  # fmt: skip
 
 
+def held_out_count(fraction: float, n: int) -> int:
+    """How many of ``n`` training images a hold-out of ``fraction`` takes (at least one)."""
+    return max(1, round(fraction * n))
+
+
 def split_held_out(
     samples: list[Sample], fraction: float, seed: int, key: str = "data.val_fraction"
 ) -> tuple[list[Sample], list[Sample]]:
@@ -25,7 +30,7 @@ def split_held_out(
     ``key``: the setting named in errors."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{key}={fraction} must be in (0, 1)")
-    n_held = max(1, round(fraction * len(samples)))
+    n_held = held_out_count(fraction, len(samples))
     if len(samples) < 2:
         raise ConfigError(f"{key}={fraction} holds out training images, but there is {len(samples)}: add normal "
                           f"training images or {WITHOUT_HOLD_OUT.get(key, f'set {key}')}")  # fmt: skip

@@ -137,9 +137,8 @@ def check_early_stopping(patience: object, metric: str, val_protocol: str | None
     """``early_stopping_patience``: null, or a positive number of validations, stopping on held-out validation only."""
     if patience is None:
         return
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise ConfigError(f"early_stopping_patience={patience!r} must be a positive integer (validations without "
-                          "improvement) or null (train for trainer.max_epochs)")  # fmt: skip
+    check_count("early_stopping_patience", patience, 1, "validations without improvement; null trains for "
+                "trainer.max_epochs", 2)  # fmt: skip
     if val_protocol != "from_train":
         raise ConfigError(f"early_stopping_patience stops on test_ckpt_metric={metric}, which under "
                           f"data.val_protocol={val_protocol} is measured on the test split: set "

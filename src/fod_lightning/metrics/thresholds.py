@@ -25,6 +25,7 @@ import torch
 
 from fod_lightning.errors import ConfigError
 from fod_lightning.metrics.f1_max import BinaryF1Max
+from fod_lightning.utils.checks import is_int
 
 SOURCES = ("normal", "val_f1", "none")
 
@@ -44,7 +45,7 @@ class CalibrationSettings:
         for key in ("image_quantile", "pixel_quantile"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"model.calibration.{key}={getattr(self, key)} must be in (0, 1]")
-        if not (isinstance(self.min_images, int) and not isinstance(self.min_images, bool) and self.min_images >= 1):
+        if not (is_int(self.min_images) and self.min_images >= 1):
             raise ConfigError(f"model.calibration.min_images={self.min_images!r} must be a positive integer")
 
     def check_protocol(self, val_protocol: str) -> None:
