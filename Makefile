@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(PY) -m fod_lightning.run $(ARGS)
 
+# One pytest worker per core (pytest-xdist); each test runs one intra-op thread (tests/conftest.py).
 test: install
-	WANDB_MODE=offline $(PY) -m pytest -q
+	WANDB_MODE=offline $(PY) -m pytest -q -n auto
 
 test-all: install
-	WANDB_MODE=offline $(PY) -m pytest -q -m ""
+	WANDB_MODE=offline $(PY) -m pytest -q -n auto -m ""
 
 lint: install
 	$(VENV)/bin/ruff check src tests
