@@ -17,7 +17,7 @@ _PUBLIC = {
     "load": "fod_lightning.deploy.checkpoint",
     "load_model": "fod_lightning.deploy.checkpoint",
     "AnomalyModule": "fod_lightning.training.module",
-    "FODLitModule": "fod_lightning.training.fod_module",
+    "FODLitModule": "fod_lightning.training.fod.module",
     "AnomalyNet": "fod_lightning.models.base",
     "FOD": "fod_lightning.models.fod.model",
     "DataContract": "fod_lightning.data.contract",

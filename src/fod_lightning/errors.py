@@ -1,11 +1,14 @@
 """User-facing errors: bad input or configuration. Every command prints them as one line (utils.entry)."""
 
 
-class FODUserError(Exception):
+class UserError(Exception):
     """Something the user must fix; the message names the file or config key and the fix."""
 
 
-class ConfigError(FODUserError, ValueError):
+FODUserError = UserError  # its earlier name, kept for code that catches it
+
+
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid."""
 
 
@@ -24,10 +27,10 @@ def one_line(err: BaseException) -> str:
     return last.removeprefix(prefix).removeprefix(f"{type(err).__name__}: ") if len(lines) > 1 else last
 
 
-def user_error(err: BaseException) -> FODUserError | None:
+def user_error(err: BaseException) -> UserError | None:
     """The user error behind ``err`` (Hydra wraps constructor errors in InstantiationException)."""
     while err is not None:
-        if isinstance(err, FODUserError):
+        if isinstance(err, UserError):
             return err
         err = err.__cause__
     return None

@@ -1,7 +1,7 @@
 """Export a fitted model to ONNX, checked against the torch model, with its preprocessing contract beside it.
 
 python -m fod_lightning.export ckpt_path=CKPT output=model.onnx
-python -m fod_lightning.export ckpt_path=bottle-pix.pth reference_features=bottle.pkl \\
+python -m fod_lightning.export ckpt_path=bottle-pix.pth reader=fod_authors reader.reference_features=bottle.pkl \\
     model/net/backbone=wide_resnet50_2 output=bottle.onnx                # an authors' checkpoint
 
 Exit codes: 0 done; 1 the parity check failed (nothing written); 2 a user error (one line on stderr). The arguments

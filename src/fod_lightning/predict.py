@@ -2,7 +2,7 @@
 
 python -m fod_lightning.predict ckpt_path=CKPT input=FOLDER output_dir=OUT
 python -m fod_lightning.predict ckpt_path=CKPT 'input=/data/line3/*.png' output_dir=OUT threshold=0.9
-python -m fod_lightning.predict ckpt_path=bottle-pix.pth reference_features=bottle.pkl \\
+python -m fod_lightning.predict ckpt_path=bottle-pix.pth reader=fod_authors reader.reference_features=bottle.pkl \\
     model/net/backbone=wide_resnet50_2 input=IMG output_dir=OUT          # an authors' checkpoint
 
 Exit codes: 0 all scored; 1 some images unreadable (listed in scores.csv); 2 a user error. The arguments are checked

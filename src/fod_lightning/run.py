@@ -41,15 +41,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
     Bad input or config is the user's to fix: one line naming the file or key and the fix. In a multirun a
     failed job returns nan (its results.json says ``failed``) and the sweep goes on.
     """
-    from fod_lightning.engine.objective import objective_value
     from fod_lightning.launch.ddp_jobs import ddp_job_scope
 
     with ddp_job_scope():
         results = run_command(lambda: run(cfg), keep_going=in_multirun())
     if results is None:
         return math.nan
-    name = cfg.get("optimized_metric")
-    return objective_value(results, name) if name else None
+    objective = results["run"].get("objective")  # computed once, by the job, and kept in results.json
+    return objective["value"] if objective else None
 
 
 def main() -> float | None:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fod_lightning.reporting import summarize_folder
+from fod_lightning.reporting.ending import summarize_and_log
 from fod_lightning.utils.entry import run_command
 
 
@@ -23,14 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity", help="W&B entity (default: the jobs' logger.wandb.entity)")
     parser.add_argument("--group", help="W&B group (default: the jobs' logger.wandb.group)")
     args = parser.parse_args(argv)
-    summary = run_command(lambda: summarize_folder(args.folder))
-    print(summary.markdown)
-    for job in summary.not_finished:
-        print(f"warning: job {job.folder} {job.status}: {job.detail}", file=sys.stderr)
-    if args.wandb:
-        from fod_lightning.reporting.wandb_summary import log_summary_run
-
-        run_dir = run_command(lambda: log_summary_run(summary, args.project, args.entity, args.group))
+    summary, run_dir = run_command(lambda: summarize_and_log(args.folder, args.wandb, True, args.project,
+                                                             args.entity, args.group))  # fmt: skip
+    if run_dir is not None:
         print(f"W&B summary run: {run_dir}")
     written = [args.folder / "summary.md", args.folder / "summary.csv", *([summary.figure] if summary.figure else [])]
     print("written:", *written)

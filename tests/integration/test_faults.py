@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fod_lightning.engine.job import CategoriesFailedError, run
-from fod_lightning.errors import FODUserError
+from fod_lightning.errors import UserError
 from helpers.configs import TINY, TINY_TEXTURES
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: helpers importable in subprocesses
@@ -79,13 +79,14 @@ def test_resuming_an_earlier_run_continues_in_its_folder_and_summarize_sees_one_
     from fod_lightning.reporting import summarize_folder
 
     summary = summarize_folder(runs)
-    assert [j.status for j in summary.jobs] == ["done"] and list(summary.settings.values())[0].label == "default"
+    assert [j.status for j in summary.jobs] == ["done"] and len(summary.settings) == 1  # one job, one setting
+    assert "trainer.max_epochs=3" in list(summary.settings.values())[0].label  # labelled by the job's overrides
 
 
 def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(make_config, tmp_path):
     poison = ["+callbacks.poison._target_=helpers.fault_callbacks.PoisonAt", "+callbacks.poison.epoch=1"]
     cfg = make_config("data.category=brick", "trainer.max_epochs=2", *poison)
-    with pytest.raises(FODUserError, match=r"the training loss became nan at epoch 1, step \d+ \(category brick\)"):
+    with pytest.raises(UserError, match=r"the training loss became nan at epoch 1, step \d+ \(category brick\)"):
         run(cfg)
     last = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
@@ -133,7 +134,7 @@ def test_checkpoints_are_written_atomically(make_config, tmp_path, monkeypatch):
     fsspec transaction: a temporary file, moved into place when complete)."""
     from fsspec.implementations.local import LocalFileOpener
 
-    run(make_config("data.category=brick"))
+    run(make_config("data.category=brick", "resumable_checkpoints=true"))  # to resume it with more epochs
     path = tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt"
     before = path.read_bytes()
 

@@ -71,7 +71,7 @@ def test_checkpoints_hold_what_the_model_learned_and_check_the_backbone_on_load(
     cfg, results, folder = fitted
     last = torch.load(folder / "last.ckpt", weights_only=True)
     assert not any(k.startswith("net.backbone.") for k in last["state_dict"])
-    saved = last["fod"]["backbone"]
+    saved = last["anomaly_model"]["backbone"]
     assert not saved["in_checkpoint"] and len(saved["fingerprint"]) == 64
     model = fod_lightning.load(folder / "last.ckpt")  # the backbone rebuilt from the config, fingerprint checked
     assert not model.training and model.net.backbone.fingerprint() == saved["fingerprint"]
@@ -81,7 +81,7 @@ def test_checkpoints_hold_what_the_model_learned_and_check_the_backbone_on_load(
     expected = datamodule.contract.transform()(image=read_image(image))["image"]
     assert torch.equal(model.contract.preprocess(image), expected)
     # other backbone weights than it was fitted with: one line, nothing loaded
-    last["fod"]["backbone"]["fingerprint"] = "0" * 64
+    last["anomaly_model"]["backbone"]["fingerprint"] = "0" * 64
     torch.save(last, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match=r"on other tf_efficientnet_lite0 weights .*model.save_backbone=true"):
         fod_lightning.load(tmp_path / "other.ckpt")
@@ -92,7 +92,10 @@ def test_a_portable_checkpoint_keeps_the_backbone_and_a_job_keeps_the_checkpoint
     folder = tmp_path / "out" / "brick" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]  # no best-epoch files
     last = torch.load(folder / "last.ckpt", weights_only=True)
-    assert any(k.startswith("net.backbone.") for k in last["state_dict"]) and last["fod"]["backbone"]["in_checkpoint"]
+    assert (
+        any(k.startswith("net.backbone.") for k in last["state_dict"])
+        and last["anomaly_model"]["backbone"]["in_checkpoint"]
+    )
     fod_lightning.load(folder / "last.ckpt")
     cfg = make_config("data.category=brick", "keep_checkpoints=none", "overwrite=true")
     with open_dict(cfg):

@@ -40,7 +40,7 @@ def test_fixed_job_keeps_its_recorded_numbers(tmp_path):
     measured = {k: category[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max",
                                          "pixel_f1_max", "num_images", "val", "best", "defects")}  # fmt: skip
     checkpoint = torch.load(tmp_path / "out/brick/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
-    saved = checkpoint["fod"]["thresholds"]
+    saved = checkpoint["anomaly_model"]["thresholds"]
     measured["thresholds"] = {k: saved[k] for k in ("image", "pixel", "num_images")}
     expected = flat(json.loads(EXPECTED.read_text()))
     got = flat(measured)

@@ -13,9 +13,9 @@ import torch
 from lightning import Callback, Trainer
 
 import fod_lightning
-from fod_lightning.errors import ConfigError, FODUserError
+from fod_lightning.errors import ConfigError, UserError
 from fod_lightning.run import run
-from fod_lightning.training.fod_module import FODLitModule
+from fod_lightning.training.fod.module import FODLitModule
 
 
 @pytest.fixture
@@ -49,24 +49,31 @@ def test_load_from_checkpoint_alone_reproduces_the_test_metrics(fitted):
             assert out[f"test/{name}"] == pytest.approx(results[name], rel=1e-6)
 
 
-def test_thresholds_are_quantiles_of_held_out_normal_images(fitted):
-    cfg, _, ckpt = fitted
-    model = fod_lightning.load(ckpt)
+def test_each_kept_checkpoint_holds_quantiles_of_held_out_normal_images_for_its_own_weights(make_config, tmp_path):
+    """Calibration is a step after fitting, for the checkpoints kept: last.ckpt and (asked for) the best-epoch ones,
+    each for its own weights, none with the optimizer state."""
+    cfg = make_config("data.category=brick", "trainer.max_epochs=3", "keep_checkpoints=all")
+    run(cfg)
     datamodule = hydra.utils.instantiate(cfg.data, category="brick")
     held = {s.image_path for s in datamodule.split("calibration").samples}
     assert held and held.isdisjoint(s.image_path for s in datamodule.split("train").samples)
-    scores, maps = [], []
-    for batch in datamodule.calibration_dataloader():
-        s, m = model.net.score_images(batch.image)
-        scores.append(s.detach().numpy())
-        maps.append(m.detach().numpy().ravel())
-    t = model.thresholds.calibrated
-    assert t["held_out"] and t["num_images"] == len(held)
-    assert t["image"] == pytest.approx(np.quantile(np.concatenate(scores), 0.99), rel=1e-6)
-    assert t["pixel"] == pytest.approx(np.quantile(np.concatenate(maps), 0.999), rel=1e-6)
-    # the weights-only best-epoch checkpoints carry thresholds of their own weights too
-    best = torch.load(ckpt.with_name("best_image_auroc.ckpt"), weights_only=True)
-    assert best["fod"]["thresholds"]["image"] > 0
+    folder = tmp_path / "out" / "brick" / "checkpoints"
+    epochs = set()
+    for name in ("last.ckpt", "best_image_auroc.ckpt", "best_pixel_auroc.ckpt"):
+        model = fod_lightning.load(folder / name)
+        scores, maps = [], []
+        for batch in datamodule.calibration_dataloader():
+            s, m = model.net.score_images(batch.image)
+            scores.append(s.detach().numpy())
+            maps.append(m.detach().numpy().ravel())
+        t = model.thresholds.calibrated
+        assert t["held_out"] and t["num_images"] == len(held)
+        assert t["image"] == pytest.approx(np.quantile(np.concatenate(scores), 0.99), rel=1e-6), name
+        assert t["pixel"] == pytest.approx(np.quantile(np.concatenate(maps), 0.999), rel=1e-6), name
+        saved = torch.load(folder / name, weights_only=True)
+        assert "optimizer_states" not in saved and t["epoch"] == saved["epoch"]
+        epochs.add(saved["epoch"])
+    assert 2 in epochs  # last.ckpt: the final epoch
 
 
 def test_val_f1_thresholds_need_a_validation_split_that_is_not_the_test_split(make_config, tmp_path):
@@ -82,7 +89,7 @@ def test_val_f1_thresholds_need_a_validation_split_that_is_not_the_test_split(ma
 def test_a_checkpoint_of_another_category_is_refused_unless_allowed(fitted, make_config):
     _, results, ckpt = fitted
     # data.category=all: brick is scored, grass and gravel are refused (and recorded as failed)
-    with pytest.raises(FODUserError, match=r"fitted on category brick, not grass: set data.category .* allow_mismatch"):
+    with pytest.raises(UserError, match=r"fitted on category brick, not grass: set data.category .* allow_mismatch"):
         run(make_config("data.category=all", "train=false", f"ckpt_path={ckpt}"))
     with pytest.raises(ConfigError, match="fitted on image size 32, not 64"):
         run(make_config("data.category=brick", "train=false", f"ckpt_path={ckpt}", "data.image_size=64"))

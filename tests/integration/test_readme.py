@@ -136,7 +136,7 @@ class Run:
     add: overrides appended after ``debug=fast``. instead: the command to run for a ``make`` line.
     checkpoint_from: the README command whose run gives the checkpoint that replaces ``ckpt_path``'s placeholder.
     authors_from: the README command whose checkpoint's net is saved in the authors' layout at the command's
-    ``ckpt_path`` and ``reference_features`` paths. subprocess: run as a new process (DDP).
+    ``ckpt_path`` and ``reader.reference_features`` paths. subprocess: run as a new process (DDP).
     """
 
     why: str = ""
@@ -259,11 +259,13 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     ),
     # The authors' checkpoints
     "python -m fod_lightning.run data=mvtec data.root=/data/mvtec data.category=bottle train=false "
-    "ckpt_path=ckpts/bottle-pix.pth reference_features=ref_features/bottle.pkl model/net/backbone=wide_resnet50_2": (
+    "ckpt_path=ckpts/bottle-pix.pth reader=fod_authors reader.reference_features=ref_features/bottle.pkl "
+    "model/net/backbone=wide_resnet50_2": (
         Run(authors_from=MVTEC_BOTTLE, set={"model/net/backbone": "tf_efficientnet_lite0"}, why=NO_HUB)
     ),
-    "python -m fod_lightning.predict ckpt_path=ckpts/bottle-pix.pth reference_features=ref_features/bottle.pkl "
-    "model/net/backbone=wide_resnet50_2 input=/data/new output_dir=preds_authors": Run(
+    "python -m fod_lightning.predict ckpt_path=ckpts/bottle-pix.pth reader=fod_authors "
+    "reader.reference_features=ref_features/bottle.pkl model/net/backbone=wide_resnet50_2 input=/data/new "
+    "output_dir=preds_authors": Run(
         authors_from=MVTEC_BOTTLE, set={"model/net/backbone": "tf_efficientnet_lite0"}, why=NO_HUB
     ),
     # Export
@@ -516,7 +518,7 @@ class ReadmeRunner:
         import fod_lightning
         from helpers.authors_files import save_authors_files
 
-        pth, pkl = cwd / args["ckpt_path"], cwd / args["reference_features"]
+        pth, pkl = cwd / args["ckpt_path"], cwd / args["reader.reference_features"]
         if pth.exists():
             return
         category = pth.name.removesuffix("-pix.pth").removesuffix("-img.pth")

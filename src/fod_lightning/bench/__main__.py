@@ -23,7 +23,7 @@ from fod_lightning.data.textures import TexturesDataModule
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses
 from fod_lightning.models.fod.model import FOD
-from fod_lightning.training.feature_cache import compute_maps
+from fod_lightning.training.fod.feature_cache import compute_maps
 
 GIB = 1024**3
 

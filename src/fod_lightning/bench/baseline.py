@@ -1,6 +1,6 @@
 """A straightforward implementation of the authors' structure, kept as the benchmark's baseline.
 
-It runs on the same modules (and so the same weights) as :class:`fod_lightning.models.FOD` but computes
+It runs on the same modules (and so the same weights) as :class:`fod_lightning.models.fod.model.FOD` but computes
 as the authors' code does: full (B, H, L, S) correlation, target and divergence tensors with sigma and
 the distance maps repeated per head, the Gaussian with its 1 / (2 pi sigma_y sigma_x) factor normalised
 afterwards, the backbone run on every step, and per stage two backward passes (target phase with the

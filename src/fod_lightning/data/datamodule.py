@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader, Dataset
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
-from fod_lightning.data.features import FeatureDataset, collate_feature_batch
 from fod_lightning.data.sampler import EpochShuffle
 from fod_lightning.data.samples import DatasetLayoutError, Sample, is_hidden
 from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -42,7 +41,7 @@ class AnomalyDataModule(LightningDataModule):
         val_fraction: fraction of normal training images held out under ``from_train``.
         val_seed: seed of the held-out split and its synthetic defects.
         augment: training augmentations (off by default, as the authors; see ``transforms.augmentations``).
-            The reference features always use the un-augmented training images.
+            The reference split (``reference_dataloader``) is never augmented.
         mean, std: normalisation; set from the backbone's weights (``model.net.backbone.mean/std``).
         calibration_fraction: under ``paper``, fraction of the normal training images held out (not
             trained on) to calibrate the decision thresholds on; under ``from_train`` the held-out
@@ -99,6 +98,7 @@ class AnomalyDataModule(LightningDataModule):
         self.calibration_skipped: str | None = None  # why the calibration hold-out was not made, if it was not
         self.check_category(self.category, self.root)
         self._splits: dict[str, Dataset] = {}
+        self._served: Dataset | None = None  # training batches a model serves (serve_training)
 
     @classmethod
     def check_category(cls, category: str, root: Path | None = None) -> None:
@@ -236,18 +236,12 @@ class AnomalyDataModule(LightningDataModule):
         self.setup()
         return self._splits[name]
 
-    @property
-    def training_images_fixed(self) -> bool:
-        """True when a training image always gives the same network input (no augmentation), so its
-        backbone features can be computed once; they are then those of the ``reference`` split."""
-        return not self.augment
-
-    def use_train_features(self, maps: list) -> None:
-        """Serve training batches from precomputed per-stage maps (N, C, h, w) of the ``reference``
-        split's images, in its order, instead of decoding images every epoch."""
-        if not self.training_images_fixed:
-            raise RuntimeError("training features cannot be cached while data.augment=true")
-        self._splits["train"] = FeatureDataset(maps, self.split("reference").samples)
+    def serve_training(self, dataset: Dataset) -> None:
+        """Training batches from ``dataset`` instead of the training images: a model that computes what it trains on
+        once serves it (``AnomalyModule.training_dataset``). The dataset is in memory (no workers) and its
+        ``__getitems__`` returns a collated batch."""
+        self._splits["train"] = dataset
+        self._served = dataset
 
     @property
     def pin_memory(self) -> bool:
@@ -256,14 +250,14 @@ class AnomalyDataModule(LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.split(split)
-        cached = isinstance(dataset, FeatureDataset)  # in memory: no workers needed
+        served = dataset is self._served  # in memory, collated by the dataset itself: no workers needed
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=EpochShuffle(len(dataset), torch.initial_seed()) if shuffle else None,
-            num_workers=0 if cached else self.num_workers,
-            collate_fn=collate_feature_batch if cached else Batch.collate,
-            persistent_workers=self.num_workers > 0 and not cached,
+            num_workers=0 if served else self.num_workers,
+            collate_fn=collated if served else Batch.collate,
+            persistent_workers=self.num_workers > 0 and not served,
             pin_memory=self.pin_memory,
         )
 
@@ -304,3 +298,8 @@ class AnomalyDataModule(LightningDataModule):
             persistent_workers=loader.persistent_workers,
             pin_memory=loader.pin_memory,
         )
+
+
+def collated(batch):
+    """The collate function of a dataset whose ``__getitems__`` already returns the batch."""
+    return batch

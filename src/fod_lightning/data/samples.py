@@ -4,10 +4,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fod_lightning.errors import FODUserError
+from fod_lightning.errors import UserError
 
 
-class DatasetLayoutError(FODUserError, ValueError):
+class DatasetLayoutError(UserError, ValueError):
     """A dataset folder is not in the layout its loader expects; the message names path and fix."""
 
 

@@ -12,7 +12,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fod_lightning.data.samples import DatasetLayoutError
-from fod_lightning.errors import ConfigError, FODUserError
+from fod_lightning.errors import ConfigError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,17 +57,16 @@ def authors_geometry(size: int, square: bool) -> A.Lambda:
     )
 
 
-def check_image_size(image_size: int, strides: tuple[int, ...] = (8, 16)) -> None:
+def check_image_size(image_size: int, strides: tuple[int, ...] = ()) -> None:
     """The network input side S (images are resized to S x S whatever their size) must tile into the backbone's
     stages: a positive multiple of 16 (the backbone's input contract) and of each stage stride."""
     tile = math.lcm(16, *(int(s) for s in strides))
     if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0 and image_size % tile == 0:
         return
     near = max(tile, round(image_size / tile) * tile) if isinstance(image_size, int | float) else 256
-    raise ConfigError(
-        f"data.image_size={image_size!r} must be a positive multiple of {tile} (the backbone's strides "
-        f"{', '.join(str(s) for s in strides)} must tile the input): e.g. data.image_size={near}"
-    )
+    why = f" (the backbone's strides {', '.join(str(s) for s in strides)} must tile the input)" if strides else ""
+    raise ConfigError(f"data.image_size={image_size!r} must be a positive multiple of {tile}{why}: "
+                      f"e.g. data.image_size={near}")  # fmt: skip
 
 
 def build_transform(
@@ -105,7 +104,7 @@ def _read(path: str | Path, what: str, convert: Callable[[Image.Image, Path], np
         with Image.open(path) as img:
             ImageOps.exif_transpose(img, in_place=True)
             return convert(img, path)
-    except FODUserError:
+    except UserError:
         raise
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... on broken files
         reason = " ".join(str(err).split()) or type(err).__name__

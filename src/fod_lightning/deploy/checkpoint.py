@@ -1,25 +1,26 @@
-"""One loader for every kind of checkpoint, every command: read safely, rebuild, refuse mismatched use.
+"""One loader for every kind of checkpoint, every command: read safely and once, rebuild, refuse mismatched use.
 
-Two kinds of file: a Lightning checkpoint written by any :class:`~fod_lightning.training.module.AnomalyModule`,
-and the authors' ``<class>-img.pth`` / ``-pix.pth`` with their ``<class>.pkl`` (:mod:`fod_lightning.deploy.authors`).
-:func:`checkpoint_kind` tells them apart, once, for ``run``, ``predict``, ``export`` and :func:`fod_lightning.load`.
-
-A Lightning checkpoint holds, besides the weights and what the model fitted (reference features, memory banks):
-``hyper_parameters["net"]`` (the net's config), and ``fod`` = ``{"module": its class, "contract": the data
-contract, "fitted_on": benchmark, category, root; "thresholds": ...}`` (format 1, before the module was named,
-is FOD's). Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
+A file is read once (``torch.load(weights_only=True)``: nothing is unpickled beyond tensors and plain containers).
+The readers of foreign formats that model slices register (:mod:`fod_lightning.training.plugins`; FOD's: the authors'
+files) are asked whether they recognise its contents; otherwise it is a Lightning checkpoint of an
+:class:`~fod_lightning.training.module.AnomalyModule`, parsed into one
+:class:`~fod_lightning.training.checkpoint_format.CheckpointRecord` (its format: that module). ``run``, ``predict``,
+``export`` and :func:`fod_lightning.load` share :func:`load_model`; the commands share :func:`fitted_model`.
 """
 
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import hydra
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from fod_lightning.deploy.authors import is_official_checkpoint, load_official
 from fod_lightning.errors import CheckpointError, ConfigError, one_line
+from fod_lightning.training.checkpoint_format import CheckpointRecord
 from fod_lightning.training.module import module_class
+from fod_lightning.training.plugins import CheckpointReader, ReaderSettings, reader_named, readers
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
 PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2: torch's legacy format
@@ -27,19 +28,24 @@ WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch.load(weights_only
 CKPT_PLACES = ("*.ckpt", "checkpoints/*.ckpt", "*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")  # run, multirun
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint's contents, loaded without executing code from the file."""
+def read_file(path: str | Path) -> object:
+    """The contents of a checkpoint file of any format, loaded once, without executing code from the file."""
     path = Path(path).expanduser()
     zipped = check_checkpoint_file(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)  # mmap: zip format only
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)  # mmap: zip format only
     except Exception as err:
         raise load_error(path, err) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(
-            f"checkpoint {path} holds no Lightning state_dict: use a checkpoint written by fod_lightning"
-        )
-    return checkpoint
+
+
+def read_record(path: str | Path) -> CheckpointRecord:
+    """The record of a Lightning checkpoint of this project (what resuming and the engine read), the file read once."""
+    path = Path(path).expanduser()
+    contents = read_file(path)
+    if (reader := recognising_reader(contents, path)) is not None:
+        raise CheckpointError(f"{path} is {reader.what}: it can be evaluated (train=false), predicted with and "
+                              "exported, not resumed")  # fmt: skip
+    return CheckpointRecord.of(contents, path)
 
 
 def load_error(path: Path, err: Exception) -> CheckpointError:
@@ -113,75 +119,87 @@ def _ckpt_in(folder: Path) -> str:
     return f"set ckpt_path to a checkpoint file in it, e.g. {found[0]}{more}"
 
 
-KINDS = ("lightning", "authors")
-
-
-def checkpoint_kind(path: str | Path) -> str:
-    """``authors`` for the authors' per-stage ``.pth`` (a list of state dicts under ``state_dict``), else
-    ``lightning`` (read and checked when loaded)."""
-    return "authors" if Path(path).expanduser().is_file() and is_official_checkpoint(path) else "lightning"
-
-
-def module_class_of(checkpoint: dict, path: str | Path) -> type:
-    """The AnomalyModule class a Lightning checkpoint rebuilds: the one it names, FOD's for format 1."""
-    meta = checkpoint.get("fod") or {}
-    net = (checkpoint.get("hyper_parameters") or {}).get("net")
-    if not isinstance(net, dict) or not meta.get("contract"):
-        raise CheckpointError(
-            f"checkpoint {path} does not describe its model (written by an older fod_lightning or another "
-            "tool): evaluate it with `python -m fod_lightning.run train=false ckpt_path=...` and its training config"
-        )
-    return module_class(meta.get("module") or "fod_lightning.training.fod_module.FODLitModule")
+def recognising_reader(contents: object, path: Path) -> CheckpointReader | None:
+    """The registered reader of a foreign format that recognises the file's contents, if any."""
+    return next((r for r in readers() if r.recognises(contents, path)), None)
 
 
 def load_model(
     path: str | Path,
     build: Callable[[], object] | None = None,
-    reference_features: str | Path | None = None,
+    reader: Mapping | None = None,
     backbone: Callable[[], object] | None = None,
-    resize: str = "square",
     map_location: str | torch.device = "cpu",
 ):
-    """The fitted :class:`~fod_lightning.training.module.AnomalyModule` of any checkpoint, in eval mode.
+    """The fitted :class:`~fod_lightning.training.module.AnomalyModule` of any checkpoint, in eval mode; the file is
+    read once.
 
     Args:
-        path: a Lightning checkpoint, or an authors' ``<class>-img.pth`` / ``-pix.pth``.
-        build: builds the module of the run's config (``run train=false``): the checkpoint's weights are loaded
-            into it, so that settings of the config (metric binning, kernels) apply; it must be of the
+        path: a Lightning checkpoint of this project, or a file of a registered foreign format (the authors' FOD
+            ``<class>-img.pth`` / ``-pix.pth``).
+        build: builds the module of the run's config (``run train=false``): a Lightning checkpoint's weights are
+            loaded into it, so that settings of the config (metric binning, kernels) apply; it must be of the
             checkpoint's class. None: the module is rebuilt from the checkpoint alone.
-        reference_features, backbone, resize: for the authors' files only: their ``<class>.pkl`` (None: beside the
-            checkpoint), a factory of the backbone they were trained with, and the resize rule.
+        reader, backbone: what a foreign file does not say about itself: its reader's options (the ``reader`` config
+            group: the authors' files take ``reference_features`` and ``resize``) and a factory of the backbone it was
+            trained with (None: the reader's default). A reader named there (``reader["name"]``) must recognise the
+            file.
     """
     path = Path(path).expanduser()
-    if checkpoint_kind(path) == "authors":
-        if backbone is None:
-            raise ConfigError(f"{path} is an authors' checkpoint: it needs the backbone it was trained with")
-        return load_official(path, reference_features, backbone(), resize=resize)
-    checkpoint = read_checkpoint(path)
+    settings = ReaderSettings(dict(reader or {}), backbone)
+    contents = read_file(path)
+    reader = recognising_reader(contents, path)
+    chosen = settings.options.get("name")
+    if chosen and (reader is None or reader.name != chosen):
+        named = reader_named(chosen)
+        what = named.what if named is not None else f"a format no installed reader calls {chosen!r}"
+        raise CheckpointError(f"reader={chosen} reads {what}, but {path} is not one: drop reader=... for "
+                              f"{'a fod_lightning checkpoint' if reader is None else reader.what}")  # fmt: skip
+    if reader is not None:
+        return reader.load(contents, path, settings).to(map_location).eval()
+    record = CheckpointRecord.of(contents, path)
+    if not record.module:
+        raise CheckpointError(f"checkpoint {path} (format {record.format}) does not name its model class, and no "
+                              "installed plugin reads it: reinstall fod_lightning (pip install -e .)")  # fmt: skip
+    cls = module_class(record.module)
     if build is None:
-        cls = module_class_of(checkpoint, path)
-        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True,
-                                        **backbone_from_file(checkpoint)).eval()  # fmt: skip
+        return cls.from_record(record).to(map_location)
     model = build()
-    if checkpoint.get("fod"):
-        cls = module_class_of(checkpoint, path)
-        if not isinstance(model, cls):
-            raise ConfigError(f"checkpoint {path} holds a {cls.__name__}, but the config builds a "
-                              f"{type(model).__name__}: choose the model it was trained as (model=...)")  # fmt: skip
-    model.on_load_checkpoint(checkpoint)
-    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    if not isinstance(model, cls):
+        raise ConfigError(f"checkpoint {path} holds a {cls.__name__}, but the config builds a "
+                          f"{type(model).__name__}: choose the model it was trained as (model=...)")  # fmt: skip
+    model.load_record(record)
     return model.to(map_location).eval()
 
 
-def backbone_from_file(checkpoint: dict) -> dict:
-    """When the checkpoint holds the backbone's weights (saved with ``model.save_backbone=true``, or before lean
-    checkpoints): the net's config with the backbone built without weights, since the state dict brings them (no
-    download, no weights file needed). Empty otherwise: the config's weights load and their fingerprint is checked."""
-    net = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
-    backbone = (checkpoint.get("fod") or {}).get("backbone") or {"in_checkpoint": True}
-    if not isinstance(net.get("backbone"), dict) or not backbone.get("in_checkpoint"):
-        return {}
-    return {"net": {**net, "backbone": {**net["backbone"], "weights": "random", "checkpoint_path": None}}}
+def fitted_model(path: str | Path, options: Mapping | None = None, backbone: Callable[[], object] | None = None,
+                 build: Callable[[], object] | None = None, fits: Mapping | None = None,
+                 allow_mismatch: bool = False):  # fmt: skip
+    """The one path from a command's config to its fitted model (``run train=false``, ``predict``, ``export``).
+
+    Args:
+        path: ``ckpt_path``.
+        options, backbone: the command's ``reader`` node and a factory of its ``model/net/backbone`` (None where the
+            command chose none), for a foreign file.
+        build: see :func:`load_model`.
+        fits: ``{"category": ..., "image_size": ..., "backbone": ...}`` the model must have been fitted on (a None
+            value is not checked), unless ``allow_mismatch``.
+    """
+    model = load_model(path, build=build, reader=options, backbone=backbone)
+    if fits and not allow_mismatch:
+        check_fits(described_model(model), path, **fits)
+    return model
+
+
+def command_model(cfg: DictConfig):
+    """The fitted module of ``ckpt_path`` for ``predict`` and ``export`` (:func:`fitted_model`): a foreign file gets
+    the ``reader`` node and the backbone of ``model/net/backbone`` when chosen; with ``category``, a model fitted on
+    another one is refused (unless ``allow_mismatch=true``)."""
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    return fitted_model(cfg.ckpt_path, cfg.get("reader"),
+                        (lambda: hydra.utils.instantiate(backbone)) if backbone is not None else None,
+                        fits={"category": cfg.get("category"), "image_size": None, "backbone": None},
+                        allow_mismatch=bool(cfg.get("allow_mismatch", False)))  # fmt: skip
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
@@ -195,33 +213,30 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
     return load_model(path, map_location=map_location)
 
 
-def described(checkpoint: dict) -> dict:
-    """What a Lightning checkpoint was fitted on: category, image size, backbone name (None where unknown)."""
-    meta = checkpoint.get("fod") or {}
-    net = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
-    return {"category": (meta.get("fitted_on") or {}).get("category"),
-            "image_size": (meta.get("contract") or {}).get("image_size"),
-            "backbone": (net.get("backbone") or {}).get("name")}  # fmt: skip
-
-
 def described_model(model) -> dict:
-    """:func:`described` of a loaded module."""
+    """What a loaded module was fitted on: category, image size, backbone name (None where unknown)."""
     return {"category": (model.fitted_on or {}).get("category"),
             "image_size": model.contract.image_size if model.contract else None,
             "backbone": (model.net.config.get("backbone") or {}).get("name")}  # fmt: skip
 
 
-def resumable(path: str | Path) -> dict:
-    """:func:`described` of a checkpoint training resumes from; the authors' files cannot be resumed."""
-    if checkpoint_kind(path) == "authors":
-        raise ConfigError(f"{path} is an authors' checkpoint: it can be evaluated (train=false), not resumed")
-    return described(read_checkpoint(path))
+def resumable(path: str | Path) -> CheckpointRecord:
+    """The record of a checkpoint training resumes from: a Lightning checkpoint that kept its optimizer state."""
+    record = read_record(path)
+    if not record.resumable:
+        raise CheckpointError(
+            f"checkpoint {path} holds no optimizer state (a finished run keeps its final checkpoint without it): "
+            "resuming needs a run started with resumable_checkpoints=true; evaluate it with train=false, or train "
+            "afresh"
+        )
+    return record
 
 
 def check_fits(fitted: dict, path: str | Path, category: str | None, image_size: int | None,
                backbone: str | None) -> None:  # fmt: skip
     """Refuse to use a model on another category, image size or backbone than it was fitted on (``fitted``: from
-    :func:`described`). ``None`` skips a check. ``allow_mismatch=true`` is the explicit override (the caller's)."""
+    :meth:`CheckpointRecord.described` or :func:`described_model`). ``None`` skips a check. ``allow_mismatch=true`` is
+    the explicit override (the caller's)."""
     pairs = [
         ("category", fitted.get("category"), category, "data.category"),
         ("image size", fitted.get("image_size"), image_size, "data.image_size"),

@@ -13,29 +13,25 @@ The torch.onnx dynamo exporter (``torch.export`` + onnxscript) is used, at opset
 
 import json
 import logging
-import warnings
 from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from fod_lightning.data.contract import PREPROCESSING
-from fod_lightning.deploy.checkpoint import load_model
-from fod_lightning.errors import ConfigError, FODUserError
+from fod_lightning.deploy.checkpoint import command_model
+from fod_lightning.errors import ConfigError, UserError
 from fod_lightning.models.base import AnomalyNet
 from fod_lightning.utils.atomic import atomic_path
 
 FORMATS = ("onnx",)
 INPUTS, OUTPUTS = ("images",), ("image_score", "anomaly_map")
-# torch.export notes that the diagnostic sigma statistics are assigned during tracing; they are not outputs.
-warnings.filterwarnings("ignore", message=r"The tensor attributes .*last_sigma_stats")
 
 
-class ParityError(FODUserError):
+class ParityError(UserError):
     """The exported model does not reproduce the torch model."""
 
 
@@ -118,19 +114,17 @@ def export(cfg: DictConfig) -> dict:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ConfigError(f"format=onnx needs {err.name}: pip install -e '.[export]'") from err
-    model = load_model(cfg.ckpt_path, reference_features=cfg.get("reference_features"),
-                       backbone=lambda: hydra.utils.instantiate(cfg.model.net.backbone), resize=cfg.resize)  # fmt: skip
+    model = command_model(cfg)
     net, opset, contract = model.net, int(cfg.opset), model.contract
     # Parity images: a batch of parity_images and a single image (the batch dimension is dynamic).
     batches = [contract.random_images(int(cfg.parity_images), seed=1), contract.random_images(1, seed=2)]
-    with torch.no_grad():
-        net.score_images(batches[0])  # fills the model's per-grid caches (position codes), constants of the export
+    example = contract.random_images(2, seed=0)
     output.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as files:  # both files renamed into place at the end, or neither
         tmp_json = files.enter_context(atomic_path(output.with_suffix(".json")))
         tmp_model = files.enter_context(atomic_path(output))
-        with net.export_mode():
-            export_onnx(ScoreImages(net).eval(), contract.random_images(2, seed=0), tmp_model, opset)
+        with net.export_mode(example):
+            export_onnx(ScoreImages(net).eval(), example, tmp_model, opset)
         errors = onnx_parity(tmp_model, net, batches)  # against the path evaluation uses
         parity = {"relative_error": errors, "rtol": float(cfg.rtol), "images": int(cfg.parity_images) + 1,
                   "definition": "max|onnx - torch| / max|torch| per output, random normalised images"}  # fmt: skip

@@ -16,7 +16,6 @@ import math
 import os
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -25,8 +24,8 @@ from tqdm import tqdm
 
 from fod_lightning.data.contract import DataContract
 from fod_lightning.data.transforms import read_image
-from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model
-from fod_lightning.errors import ConfigError, FODUserError, one_line
+from fod_lightning.deploy.checkpoint import command_model
+from fod_lightning.errors import ConfigError, UserError, one_line
 from fod_lightning.metrics.thresholds import label
 from fod_lightning.reporting.plots import overlay
 from fod_lightning.utils.atomic import atomic_path
@@ -78,24 +77,13 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> dict:
         try:
             array = read_image(self.files[index])
-        except FODUserError as err:
+        except UserError as err:
             return {"index": index, "error": one_line(err)}
         return {"index": index, "image": self.transform(image=array)["image"]}  # (3, S, S) normalised
 
 
 def collate(items: list[dict]) -> list[dict]:
     return items
-
-
-def fitted_model(cfg: DictConfig):
-    """The fitted module of ``ckpt_path`` (any kind: for an authors' checkpoint, ``reference_features`` (default:
-    ``<class>.pkl`` beside it) and the backbone of ``model/net/backbone``); with ``category``, refused when
-    fitted on another one (unless ``allow_mismatch=true``)."""
-    model = load_model(cfg.ckpt_path, reference_features=cfg.get("reference_features"),
-                       backbone=lambda: hydra.utils.instantiate(cfg.model.net.backbone), resize=cfg.resize)  # fmt: skip
-    if cfg.get("category") and not cfg.get("allow_mismatch", False):
-        check_fits(described_model(model), cfg.ckpt_path, cfg.category, None, None)
-    return model
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -106,7 +94,7 @@ def predict(cfg: DictConfig) -> dict:
     check_count("batch_size", cfg.batch_size, 1, "images scored at once", 8)
     check_count("num_workers", cfg.num_workers, 0, WORKERS, 2)
     files, root = find_images(str(cfg.input))
-    model = fitted_model(cfg)
+    model = command_model(cfg)
     log.info("model %s (%s) from %s, fitted on %s, input %s", type(model.net).__name__, type(model).__name__,
              cfg.ckpt_path, model.fitted_on, model.contract)  # fmt: skip
     device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")

@@ -6,15 +6,18 @@ from pathlib import Path
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
-from omegaconf import DictConfig
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
-from fod_lightning.deploy.checkpoint import check_fits, described_model, load_model, resumable
+from fod_lightning.deploy.checkpoint import check_fits, fitted_model, resumable
 from fod_lightning.engine.resume import continue_history, earlier_history
 from fod_lightning.errors import ConfigError
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
 from fod_lightning.training.callbacks.best_checkpoint import BestMetricCheckpoint
-from fod_lightning.utils.hydra_job import multirun_job
+from fod_lightning.training.checkpoint_format import CheckpointRecord
+from fod_lightning.training.checkpoint_io import ReadOnceCheckpointIO
+from fod_lightning.training.finish import finish_checkpoints
 from fod_lightning.utils.resources import Cost
 
 log = logging.getLogger(__name__)
@@ -27,23 +30,27 @@ def fit_and_test_category(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     train = cfg.get("train", True)
-    model = model_for(cfg, datamodule.resize)
+    resumed = resumable(cfg.ckpt_path) if train and cfg.get("ckpt_path") else None  # read once, also by Lightning
+    model = model_for(cfg, resumed, datamodule.resize)
     log_dir = Path(cfg.paths.output_dir) / cfg.data.category
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    if train and cfg.get("ckpt_path"):  # resuming: one metrics history for the category
-        continue_history(loggers, earlier_history(log_dir, cfg.ckpt_path))
+    if resumed is not None:  # one metrics history for the category
+        continue_history(loggers, earlier_history(log_dir, resumed.epoch))
     tested = {}
     try:
-        keep = kept_checkpoints(cfg)
+        keep = kept_checkpoints(cfg, model)
         callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         callbacks = [c for c in callbacks if keep == "all" or not isinstance(c, BestMetricCheckpoint)]
         callbacks += early_stopping(cfg)
-        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        plugins = [ReadOnceCheckpointIO(resumed.path, resumed.contents)] if resumed is not None else None
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=plugins)
         for lg in loggers:
             lg.log_hyperparams(resolved_config(cfg))
         with Cost() as fit:
             if train:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        if train:  # the explicit calibration of what is kept, outside the fit's cost
+            finish_checkpoints(trainer, model, resumable=bool(cfg.get("resumable_checkpoints", False)))
         if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
             trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
@@ -64,13 +71,13 @@ def early_stopping(cfg: DictConfig) -> list[EarlyStopping]:
     return [] if patience is None else [EarlyStopping(monitor=cfg.test_ckpt_metric, mode="max", patience=patience)]
 
 
-def kept_checkpoints(cfg: DictConfig) -> str:
-    """``keep_checkpoints``, with ``auto`` resolved: every checkpoint in a single run (or to test the best epoch), the
-    final one in a multirun."""
+def kept_checkpoints(cfg: DictConfig, model) -> str:
+    """``keep_checkpoints``, with ``auto`` resolved: the final checkpoint, and the best-epoch ones only when the test
+    uses them (``test_ckpt=best``). A model fitted in one pass has one checkpoint: ``all`` is ``last`` for it."""
     keep = cfg.get("keep_checkpoints", "auto")
-    if keep != "auto":
-        return keep
-    return "last" if multirun_job() is not None and cfg.get("test_ckpt", "last") != "best" else "all"
+    if keep == "auto":
+        keep = "all" if cfg.get("test_ckpt", "last") == "best" else "last"
+    return "last" if keep == "all" and model.fitted_in_one_pass else keep
 
 
 def remove_checkpoints(trainer: L.Trainer) -> None:
@@ -89,27 +96,25 @@ def fit_cost(fit: Cost) -> dict:
     return {k: v for k, v in cost.items() if v is not None}
 
 
-def model_for(cfg: DictConfig, resize: str):
-    """The model of the config (to train, or to resume from ``ckpt_path``), or with ``train=false`` the fitted
-    model of ``ckpt_path`` (any kind of checkpoint). A checkpoint must fit this category, image size and backbone,
-    unless ``allow_mismatch=true``; loading never executes code from the file."""
+def model_for(cfg: DictConfig, resumed: CheckpointRecord | None, resize: str):
+    """The model of the config (to train, or to resume from the checkpoint ``resumed``), or with ``train=false`` the
+    fitted model of ``ckpt_path`` (any kind of checkpoint). A checkpoint must fit this category, image size and
+    backbone, unless ``allow_mismatch=true``; loading never executes code from the file."""
     path = cfg.get("ckpt_path")
     if not path:
         return hydra.utils.instantiate(cfg.model)
-    if cfg.get("train", True):
-        fitted = resumable(path)
-        model = None
-    else:
-        backbone = cfg.model.get("net", {}).get("backbone")
-        model = load_model(path, build=lambda: hydra.utils.instantiate(cfg.model),
-                           reference_features=cfg.get("reference_features"),
-                           backbone=lambda: hydra.utils.instantiate(backbone),
-                           resize=resize)  # fmt: skip
-        fitted = described_model(model)
-    if not cfg.get("allow_mismatch", False):
-        backbone_name = cfg.model.get("net", {}).get("backbone", {}).get("name")
-        check_fits(fitted, path, cfg.data.category, cfg.data.image_size, backbone_name)
-    return model if model is not None else hydra.utils.instantiate(cfg.model)
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    fits = {"category": cfg.data.category, "image_size": cfg.data.image_size,
+            "backbone": backbone.get("name") if backbone is not None else None}  # fmt: skip
+    allow = bool(cfg.get("allow_mismatch", False))
+    if resumed is not None:
+        if not allow:
+            check_fits(resumed.described(), path, **fits)
+        return hydra.utils.instantiate(cfg.model)
+    options = dict(cfg.get("reader") or {})
+    options["resize"] = options.get("resize") or resize
+    return fitted_model(path, options, (lambda: hydra.utils.instantiate(backbone)) if backbone else None,
+                        build=lambda: hydra.utils.instantiate(cfg.model), fits=fits, allow_mismatch=allow)  # fmt: skip
 
 
 def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, model, trained: bool) -> tuple[str | None, dict]:
@@ -134,5 +139,5 @@ def checkpoint_to_test(cfg: DictConfig, trainer: L.Trainer, model, trained: bool
 def finish_loggers(loggers: list) -> None:
     """Close W&B runs so that each category and each multirun job gets its own run."""
     for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
+        if isinstance(lg, WandbLogger):
             lg.experiment.finish()

@@ -15,6 +15,7 @@ from fod_lightning.data.transforms import check_image_size
 from fod_lightning.engine.objective import check_objective
 from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import check_backbone_name
+from fod_lightning.training.plugins import moved_classes
 from fod_lightning.utils.checks import WORKERS, check_count, is_int
 
 TEST_CKPTS = ("last", "best")
@@ -35,9 +36,9 @@ def check_backbone_node(cfg: DictConfig) -> None:
         )
 
 
-# Public classes that moved in the layered layout: old `_target_` paths of users' configs get the new one.
+# Public classes that moved in the layered layout: old `_target_` paths of users' configs get the new one. A model
+# slice names its own moved classes in its plugin (fod_lightning.training.plugins).
 MOVED_TARGETS = {
-    "fod_lightning.lit_module.FODLitModule": "fod_lightning.training.fod_module.FODLitModule",
     "fod_lightning.callbacks.best_checkpoint.BestMetricCheckpoint":
         "fod_lightning.training.callbacks.best_checkpoint.BestMetricCheckpoint",
     "fod_lightning.callbacks.pictures.TestPictures": "fod_lightning.training.callbacks.pictures.TestPictures",
@@ -45,30 +46,34 @@ MOVED_TARGETS = {
 }  # fmt: skip
 
 
-def check_targets(node, key: str = "") -> None:
-    """No ``_target_`` names a class at its path before the layered layout: one line naming the new path."""
-    if OmegaConf.is_dict(node):
-        target = node.get("_target_") if "_target_" in node else None
-        if isinstance(target, str) and target in MOVED_TARGETS:
-            raise ConfigError(f"{key + '.' if key else ''}_target_={target} has moved: use {MOVED_TARGETS[target]}")
-        for child in node:
+def check_targets(node: object, key: str = "", moved: dict[str, str] | None = None) -> None:
+    """No ``_target_`` of the config (a plain container: ``OmegaConf.to_container(cfg, resolve=False)``) names a class
+    at a path it has moved from: one line naming the new path."""
+    moved = moved if moved is not None else MOVED_TARGETS | moved_classes()
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str) and target in moved:
+            raise ConfigError(f"{key + '.' if key else ''}_target_={target} has moved: use {moved[target]}")
+        for child, value in node.items():
             if child != "hydra":
-                check_targets(node._get_node(child), f"{key}.{child}" if key else str(child))
-    elif OmegaConf.is_list(node):
+                check_targets(value, f"{key}.{child}" if key else str(child), moved)
+    elif isinstance(node, list):
         for i, child in enumerate(node):
-            check_targets(child, f"{key}[{i}]")
+            check_targets(child, f"{key}[{i}]", moved)
 
 
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
 
-def check_arguments(node, key: str) -> None:
+def check_arguments(node: object, key: str) -> None:
     """Every setting of a node that builds an object (``_target_``) is an argument of what it builds, also one
     added with ``+`` (Hydra adds any key; the constructor would then fail with a traceback): one line naming the key
-    and the closest argument. Nested nodes are checked too."""
-    if OmegaConf.is_dict(node) and "_target_" in node:
+    and the closest argument. Nested nodes are checked too. ``node``: a plain container (interpolations unresolved)."""
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("_target_"), str):
         try:
-            target = hydra.utils.get_object(node._target_)
+            target = hydra.utils.get_object(node["_target_"])
             parameters = inspect.signature(target).parameters
         except (ImportError, AttributeError, ValueError, TypeError):
             parameters = {}  # reported when it is built
@@ -76,13 +81,11 @@ def check_arguments(node, key: str) -> None:
         if parameters and not accepts_any:
             for name in node:
                 if name not in parameters and name not in HYDRA_KEYS:
-                    raise ConfigError(f"{key}.{name} is not a setting of {node._target_.rpartition('.')[2]}: "
+                    raise ConfigError(f"{key}.{name} is not a setting of {node['_target_'].rpartition('.')[2]}: "
                                       f"{closest(str(name), [p for p in parameters if p != 'self'], key)}")  # fmt: skip
-    if OmegaConf.is_dict(node):
-        for name in node:
-            child = node._get_node(name)
-            if OmegaConf.is_dict(child) and not str(name).startswith("_"):
-                check_arguments(child, f"{key}.{name}")
+    for name, child in node.items():
+        if isinstance(child, dict) and not str(name).startswith("_"):
+            check_arguments(child, f"{key}.{name}")
 
 
 def closest(name: str, names: list[str], key: str) -> str:
@@ -96,10 +99,11 @@ def closest(name: str, names: list[str], key: str) -> str:
 def check_config(cfg: DictConfig) -> None:
     """Top-level switches, loader sizes, seed, optimizer, training length, the backbone name, the input size, the
     devices and the data root: checked before any model is built."""
-    check_targets(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=False)  # keys and targets only: nothing resolved
+    check_targets(plain)
     for group in ("model", "data", "trainer", "callbacks", "logger"):
-        if cfg.get(group) is not None:
-            check_arguments(cfg._get_node(group), group)
+        if plain.get(group) is not None:
+            check_arguments(plain[group], group)
     check_objective(cfg.get("optimized_metric"), cfg.data.get("val_protocol", "paper"))
     test_ckpt = cfg.get("test_ckpt", "last")
     if test_ckpt not in TEST_CKPTS:
@@ -127,7 +131,7 @@ def check_config(cfg: DictConfig) -> None:
     backbone = OmegaConf.select(cfg, "model.net.backbone")
     if backbone is not None:
         check_backbone_name(backbone.name)
-    check_image_size(cfg.data.image_size, tuple((backbone or {}).get("strides") or (8, 16)))
+    check_image_size(cfg.data.image_size, tuple((backbone or {}).get("strides") or ()))
     check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)

@@ -14,9 +14,16 @@ from fod_lightning.engine.category import fit_and_test_category
 from fod_lightning.engine.checks import check_backbone_node, check_config
 from fod_lightning.engine.objective import objective_value
 from fod_lightning.engine.resume import category_config, resumed_run
-from fod_lightning.errors import FODUserError, error_line, user_error
+from fod_lightning.errors import UserError, error_line, user_error
 from fod_lightning.launch.output_folder import remove_unused_run_folder
-from fod_lightning.reporting.results import build_results, format_defect_table, format_table, write_results
+from fod_lightning.reporting.ending import summarize_and_log
+from fod_lightning.reporting.results import (
+    VALIDATION_SPLITS,
+    build_results,
+    format_defect_table,
+    format_table,
+    write_results,
+)
 from fod_lightning.reporting.run_record import run_record
 from fod_lightning.utils.hydra_job import choice, in_multirun
 
@@ -108,7 +115,7 @@ def in_folder(cfg: DictConfig, folder: Path) -> DictConfig:
     return moved
 
 
-class CategoriesFailedError(FODUserError, RuntimeError):
+class CategoriesFailedError(UserError, RuntimeError):
     """Some categories of a job failed; the others' results were kept."""
 
 
@@ -129,16 +136,16 @@ def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     them once, when it ends: ``fod_lightning.launch.sweep_callback``)."""
     title = f"{results['model']}, {results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
     print(f"\n{title}, test split\n{format_table(results)}")
-    print(f"\nbest over validation epochs (authors' protocol, {results['protocol']})\n{format_table(results, 'best')}")
+    if epochs_to_choose_among(results):
+        where = VALIDATION_SPLITS.get(results["protocol"], results["protocol"])
+        print(f"\nbest over validation epochs (validation: {where})\n{format_table(results, 'best')}")
     if defects := format_defect_table(results):
         print(f"\nper defect type (test split: the normal test images vs each type's images)\n{defects}")
     print(f"results: {output_dir / 'results.json'}")
-    if in_multirun():
-        return
-    from fod_lightning.reporting import summarize_folder
+    if not in_multirun():  # a sweep's ending is its own, once: fod_lightning.launch.sweep_callback
+        summarize_and_log(output_dir, wandb="wandb" in (cfg.get("logger") or {}), show=False)
 
-    summary = summarize_folder(output_dir)
-    if "wandb" in (cfg.get("logger") or {}):
-        from fod_lightning.reporting.wandb_summary import log_summary_run
 
-        log_summary_run(summary)
+def epochs_to_choose_among(results: dict) -> bool:
+    """Whether some category was validated over more than one epoch (a model fitted in one pass has one)."""
+    return any((c.get("epochs") or 0) > 1 for c in results["categories"].values() if isinstance(c, dict))

@@ -5,9 +5,9 @@ import logging
 import warnings
 from pathlib import Path
 
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, open_dict
 
-from fod_lightning.deploy.checkpoint import read_checkpoint
 from fod_lightning.errors import ConfigError
 from fod_lightning.utils.hydra_job import multirun_job
 
@@ -52,14 +52,14 @@ HISTORY = "metrics.csv"  # the CSV logger's file in <run folder>/<category>/
 LOG_DIR_WARNING = r"Experiment logs directory .* exists and is not empty"
 
 
-def earlier_history(log_dir: Path, checkpoint: str | Path) -> list[dict]:
+def earlier_history(log_dir: Path, last_epoch: int | None) -> list[dict]:
     """The rows of a resumed category's ``metrics.csv`` up to the checkpoint's epoch (later rows were logged after
     it, by the run that stopped), as the CSV logger records them; the file is set aside (``.metrics.csv.earlier``),
     since the logger starts it afresh. The caller hands the rows to the new logger: one history per category."""
     history = log_dir / HISTORY
     if not history.is_file():
         return []
-    last_epoch = read_checkpoint(checkpoint).get("epoch", -1)
+    last_epoch = -1 if last_epoch is None else last_epoch
     with history.open(newline="") as f:
         rows = [{k: int(float(v)) if k in ("epoch", "step") else float(v) for k, v in row.items() if v}
                 for row in csv.DictReader(f)]  # fmt: skip
@@ -72,7 +72,7 @@ def continue_history(loggers: list, rows: list[dict]) -> None:
     empty (checkpoints, the set-aside history), and Lightning's warning that files there will be deleted does not
     apply."""
     for logger in loggers:
-        if type(logger).__name__ == "CSVLogger":
+        if isinstance(logger, CSVLogger):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=LOG_DIR_WARNING)
                 logger.experiment.metrics[:0] = rows

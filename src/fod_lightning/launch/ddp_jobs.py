@@ -15,13 +15,18 @@ from contextlib import contextmanager
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning import __version__ as lightning_version
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
 from fod_lightning.utils.hydra_job import MULTIRUN_JOB
 
 DDP_ENVIRONMENT = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", MULTIRUN_JOB)
-_lightning_command = fabric_launcher._hydra_subprocess_cmd
+# Lightning offers no public hook for the command of its ranks under Hydra: its launchers call the module-level
+# function _hydra_subprocess_cmd(local_rank) -> (command, cwd), which is replaced for the job's duration.
+# tests/unit/launch/test_ddp_jobs.py fails if Lightning renames it or stops looking it up there.
+PRIVATE_HOOK = "_hydra_subprocess_cmd"
+_lightning_command = getattr(fabric_launcher, PRIVATE_HOOK, None)
 
 
 def rank_command(local_rank: int) -> tuple[list[str], str]:
@@ -43,12 +48,19 @@ def ddp_job_scope() -> Iterator[None]:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         yield
         return
+    if _lightning_command is None or not hasattr(trainer_launcher, PRIVATE_HOOK):
+        raise RuntimeError(f"lightning {lightning_version} has no {PRIVATE_HOOK}, through which the DDP ranks of "
+                           "a multirun's job re-run it: use a Lightning fod_lightning was tested with")  # fmt: skip
     before = {k: os.environ.get(k) for k in DDP_ENVIRONMENT}
-    fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = rank_command
+    launchers = {module: getattr(module, PRIVATE_HOOK) for module in (fabric_launcher, trainer_launcher)}
+    for module in launchers:
+        setattr(module, PRIVATE_HOOK, rank_command)
     os.environ[MULTIRUN_JOB] = str(HydraConfig.get().job.num)  # the ranks decide as their job does
     try:
         yield
     finally:
+        for module, hook in launchers.items():
+            setattr(module, PRIVATE_HOOK, hook)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in before.items():

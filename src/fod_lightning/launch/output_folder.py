@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fod_lightning.errors import FODUserError
+from fod_lightning.errors import UserError
 from fod_lightning.launch.optuna_study import continued_study
 from fod_lightning.utils.checks import check_given
 from fod_lightning.utils.entry import run_command
@@ -27,7 +27,7 @@ from fod_lightning.utils.entry import run_command
 RANK_VARIABLES = ("LOCAL_RANK", "RANK", "SLURM_PROCID")  # Lightning's re-run ranks, torchrun, srun tasks
 
 
-class OutputFolderError(FODUserError, OSError):
+class OutputFolderError(UserError, OSError):
     """The output folder cannot be used: it is a file, cannot be created, or holds an earlier result."""
 
 

@@ -1,7 +1,6 @@
 """Hydra callback of every multirun: checks before it starts, its summary when it ends."""
 
 import logging
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -24,17 +23,13 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """summary.md/.csv/.png in the sweep folder, and its one W&B summary run with ``logger=wandb``. If the
         launching process is gone, ``python -m fod_lightning.summarize DIR [--wandb]`` does the same."""
-        from fod_lightning.reporting import summarize_folder
-        from fod_lightning.reporting.wandb_summary import log_summary_run
+        from fod_lightning.reporting.ending import summarize_and_log
 
         folder = Path(str(config.hydra.sweep.dir))
         try:
-            summary = summarize_folder(folder)
-            print(f"\n{summary.markdown}\nsweep summary: {folder / 'summary.md'}")
-            for job in summary.not_finished:
-                print(f"warning: job {job.folder} {job.status}: {job.detail}", file=sys.stderr)
-            if "wandb" in (config.get("logger") or {}):
-                log_summary_run(summary)
+            print()
+            summarize_and_log(folder, wandb="wandb" in (config.get("logger") or {}))
+            print(f"sweep summary: {folder / 'summary.md'}")
         except Exception as err:  # a finished sweep must not end in a traceback because of its summary
             log.error("could not summarise %s (%s): run python -m fod_lightning.summarize %s", folder, err, folder)
 

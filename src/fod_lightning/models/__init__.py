@@ -1,7 +1,7 @@
-"""Pure torch anomaly models (tensors in, scores and maps out) and the frozen backbone they share."""
+"""Pure torch anomaly models (tensors in, scores and maps out) and the frozen backbone they share. Each model is its own
+module (``patchcore``, ``padim``) or package (``fod``), imported where it is used."""
 
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
-from fod_lightning.models.fod.model import FOD, StageOutput
 
-__all__ = ["FOD", "AnomalyNet", "AnomalyPrediction", "FeatureExtractor", "StageOutput"]
+__all__ = ["AnomalyNet", "AnomalyPrediction", "FeatureExtractor"]

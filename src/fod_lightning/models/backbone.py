@@ -9,13 +9,13 @@ import timm
 import torch
 from torch import nn
 
-from fod_lightning.errors import ConfigError, FODUserError
+from fod_lightning.errors import ConfigError, UserError
 
 LITE0_PACKAGE = "efficientnet_lite0_package"
 WEIGHT_SOURCES = ("hub", LITE0_PACKAGE, "random")
 
 
-class BackboneWeightsError(FODUserError, RuntimeError):
+class BackboneWeightsError(UserError, RuntimeError):
     """Pretrained backbone weights could not be had."""
 
 

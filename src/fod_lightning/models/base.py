@@ -69,6 +69,7 @@ class AnomalyNet(FittedBuffers):
             return None
         return tuple(backbone.mean), tuple(backbone.std)
 
-    def export_mode(self) -> AbstractContextManager:
-        """A context in which :meth:`score_images` uses only operations the ONNX exporter can trace."""
+    def export_mode(self, example: torch.Tensor | None = None) -> AbstractContextManager:
+        """A context in which :meth:`score_images` uses only operations the ONNX exporter can trace; ``example``
+        (B, 3, H, W) is the input the export traces with (a model may prepare constants of its shape)."""
         return nullcontext()

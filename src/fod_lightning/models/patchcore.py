@@ -97,7 +97,7 @@ class PatchCore(AnomalyNet):
         return (1 - F.softmax(distances.squeeze(1), dim=1))[:, 0] * score
 
     @contextmanager
-    def export_mode(self) -> Iterator[None]:
+    def export_mode(self, example: torch.Tensor | None = None) -> Iterator[None]:
         """Queries in one block (their number depends on the batch, which is dynamic in the export)."""
         self.chunk_queries = False
         try:

@@ -6,14 +6,14 @@ Shared by ``python -m fod_lightning.summarize``, the end of a single run and the
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fod_lightning.errors import FODUserError
+from fod_lightning.errors import UserError
 from fod_lightning.reporting.jobs import Job, Setting, find_jobs, rows_of
 from fod_lightning.reporting.plots import setting_bars
 from fod_lightning.reporting.results import METRICS, READINGS
 from fod_lightning.reporting.tables import cost_stats, setting_table, write_csv, write_markdown
 
 
-class NoResultsError(FODUserError, FileNotFoundError):
+class NoResultsError(UserError, FileNotFoundError):
     """A folder to summarise holds no job."""
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from lightning import LightningModule
 from omegaconf import OmegaConf
+from torch.utils.data import Dataset
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
@@ -16,8 +17,9 @@ from fod_lightning.metrics.evaluator import Evaluator
 from fod_lightning.metrics.thresholds import CalibrationSettings, Thresholds
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
+from fod_lightning.training.checkpoint_format import BEST_KEY, META_KEY, CheckpointRecord, metadata_entry
+from fod_lightning.training.plugins import moved_classes
 
-CHECKPOINT_FORMAT = 2  # version of the "fod" entry of checkpoints; 2 names the module class
 BACKBONE_PREFIX = "net.backbone."  # the frozen backbone's weights in the state dict
 
 
@@ -80,9 +82,22 @@ class AnomalyModule(LightningModule):
         self.thresholds.settings.check_protocol(datamodule.val_protocol)
         self.contract, self.fitted_on = contract, datamodule.fitted_on
         self.fit_start(datamodule)
+        if (served := self.training_dataset(datamodule)) is not None:
+            datamodule.serve_training(served)
 
     def fit_start(self, datamodule) -> None:
         """What a model fits from its data before the first training step (reference features, a memory bank)."""
+
+    def training_dataset(self, datamodule) -> Dataset | None:
+        """A model that serves its own training batches opts in here (FOD: backbone features it computed once, in
+        memory): a dataset whose ``__getitems__`` returns a collated batch. None (default): the datamodule's
+        images."""
+        return None
+
+    @property
+    def fitted_in_one_pass(self) -> bool:
+        """Fitted in one pass over the training images (no epochs to choose among): one checkpoint, no best epoch."""
+        return False
 
     def check_normalisation(self, contract: DataContract) -> None:
         """The data must be normalised as the net's backbone expects (the data contract)."""
@@ -135,11 +150,10 @@ class AnomalyModule(LightningModule):
         return self.evaluator.results()
 
     # -------------------------------------------------------------------------------------- checkpoints
-    def calibrate(self) -> dict | None:
-        """Thresholds for the current weights, on the datamodule's calibration images (once per step)."""
-        datamodule = self.trainer.datamodule
-        if datamodule is None:
-            return None
+    def calibrate(self, datamodule, epoch: int, step: int) -> dict | None:
+        """Thresholds for the current weights (those of the checkpoint of ``epoch`` and ``step``), on the datamodule's
+        calibration images (held-out normal images): an explicit step once fitting has ended, for the checkpoints that
+        are kept (:mod:`fod_lightning.training.finish`), never a side effect of saving."""
 
         def batches():
             return (b.image.to(self.device) for b in datamodule.calibration_dataloader())
@@ -148,34 +162,55 @@ class AnomalyModule(LightningModule):
         self.net.eval()
         try:
             return self.thresholds.calibrate(self.net.score_images, batches, datamodule.calibration_held_out,
-                                             self.current_epoch, self.global_step)  # fmt: skip
+                                             epoch, step)  # fmt: skip
         finally:
             self.net.train(was_training)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["fod_best"] = dict(self.evaluator.best)
-        if self.trainer is not None and self.trainer.state.fn == "fit":
-            self.calibrate()
+        checkpoint[BEST_KEY] = dict(self.evaluator.best)
         cls = type(self)
-        checkpoint["fod"] = {"format": CHECKPOINT_FORMAT, "module": f"{cls.__module__}.{cls.__qualname__}",
-                             "contract": self.contract.to_dict() if self.contract else None,
-                             "fitted_on": self.fitted_on, "thresholds": self.thresholds.calibrated}  # fmt: skip
+        checkpoint[META_KEY] = metadata_entry(f"{cls.__module__}.{cls.__qualname__}",
+                                              self.contract.to_dict() if self.contract else None, self.fitted_on,
+                                              self.thresholds.calibrated, self.thresholds.validation)  # fmt: skip
         backbone = getattr(self.net, "backbone", None)
         if isinstance(backbone, FeatureExtractor):
             held = bool(self.hparams.get("save_backbone", False))
-            checkpoint["fod"]["backbone"] = {"fingerprint": backbone.fingerprint(), "in_checkpoint": held}
+            checkpoint[META_KEY]["backbone"] = {"fingerprint": backbone.fingerprint(), "in_checkpoint": held}
             if not held:
                 checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                             if not k.startswith(BACKBONE_PREFIX)}  # fmt: skip
 
+    @classmethod
+    def from_record(cls, record: CheckpointRecord) -> "AnomalyModule":
+        """The fitted module of a checkpoint already read (as ``load_from_checkpoint``, without reading it again),
+        in eval mode. A backbone held in the file is built without weights: the state dict brings them."""
+        hyper_parameters = dict(record.hyper_parameters)
+        if record.backbone_in_file():
+            net = record.net
+            hyper_parameters["net"] = {**net, "backbone": {**net["backbone"], "weights": "random",
+                                                           "checkpoint_path": None}}  # fmt: skip
+        model = cls(**hyper_parameters)
+        model.load_record(record)
+        return model.eval()
+
+    def load_record(self, record: CheckpointRecord) -> None:
+        """A checkpoint's weights and what the module keeps beside them (the file was read already)."""
+        self.restore(record)
+        self.load_state_dict(record.contents["state_dict"], strict=True)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.restore(CheckpointRecord.of(checkpoint))
+
+    def restore(self, record: CheckpointRecord) -> None:
+        """What the module keeps beside its weights, from a checkpoint's record; the backbone rebuilt from the config
+        goes into the record's state dict (checked against the fingerprint it was fitted with)."""
         if self._trainer is not None and self._trainer.state.fn == "fit":  # resuming: the run's best epochs so far
-            self.evaluator.best = dict(checkpoint.get("fod_best", {}))
-        meta = checkpoint.get("fod") or {}
-        self.contract = DataContract.from_dict(meta["contract"]) if meta.get("contract") else None
-        self.fitted_on = meta.get("fitted_on")
-        self.thresholds.calibrated = meta.get("thresholds")
-        saved = meta.get("backbone") or {}
+            self.evaluator.best = dict(record.best)
+        self.contract = DataContract.from_dict(record.contract) if record.contract else None
+        self.fitted_on = record.fitted_on
+        self.thresholds.calibrated = record.thresholds
+        self.thresholds.validation = record.validation_thresholds
+        saved = record.backbone or {}
         if saved and not saved.get("in_checkpoint", True):  # the backbone rebuilt from the config must be the one
             backbone = self.net.backbone
             if backbone.fingerprint() != saved["fingerprint"]:
@@ -187,14 +222,15 @@ class AnomalyModule(LightningModule):
                     ".checkpoint_path), or use a checkpoint saved with model.save_backbone=true"
                 )
             state = {BACKBONE_PREFIX + k: v for k, v in backbone.state_dict().items()}
-            checkpoint["state_dict"] = {**checkpoint["state_dict"], **state}
+            record.contents["state_dict"] = {**record.contents["state_dict"], **state}
 
 
 def module_class(path: str) -> type[AnomalyModule]:
     """The AnomalyModule class a checkpoint names (``package.module.Class``), as a Hydra ``_target_``: its installed
     module is imported (no code from the file runs; standard-library modules are never imported for it), and a
     name that is not an AnomalyModule is refused."""
-    module_name, _, name = str(path).rpartition(".")
+    path = moved_classes().get(str(path), str(path))  # a class its slice has moved since the file was written
+    module_name, _, name = path.rpartition(".")
     if module_name.split(".")[0] in sys.stdlib_module_names:
         raise ConfigError(f"the checkpoint names {path} as its model class, which is not an AnomalyModule: not loaded")
     try:

@@ -23,13 +23,18 @@ class StatisticsModule(AnomalyModule):
         with torch.no_grad():
             self.fit(batch.image.to(self.device) for batch in datamodule.reference_dataloader())
 
-    def configure_optimizers(self) -> None:
-        return None
+    @property
+    def fitted_in_one_pass(self) -> bool:
+        return True
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """An optimizer of nothing, stepped once: the one counted step (Lightning's ``global_step``), with which the
+        epoch validates and saves as a trained model's does. It owns no parameter of the model (an empty placeholder
+        of its own)."""
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(0))], lr=0.0)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress  # Lightning's global_step
-        steps.increment_ready()
-        steps.increment_completed()
+        self.optimizers().step()  # manual optimization: counts the step
         self.trainer.should_stop = True  # validated and saved now, then done
         return None
 

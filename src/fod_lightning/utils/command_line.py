@@ -5,11 +5,11 @@ The config is composed with the command line as Hydra will compose it (a sweep w
 accepts passes to Hydra untouched.
 """
 
+import argparse
 import difflib
 import re
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
@@ -18,14 +18,36 @@ from omegaconf import DictConfig, OmegaConf
 from fod_lightning.errors import ConfigError
 from fod_lightning.utils.config_dir import CONFIG_DIR
 
+INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def hydra_arguments() -> argparse.ArgumentParser:
+    """Hydra's command line: its flags and the overrides. Hydra's own parser is not public API;
+    tests/unit/utils/test_command_line.py fails if its flags differ from these."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("overrides", nargs="*")
+    for flags in (("--help", "-h"), ("--hydra-help",), ("--resolve",), ("--run", "-r"), ("--multirun", "-m"),
+                  ("--shell-completion", "-sc")):  # fmt: skip
+        parser.add_argument(*flags, action="store_true")
+    for flags in (("--package", "-p"), ("--config-path", "-cp"), ("--config-name", "-cn"), ("--config-dir", "-cd"),
+                  ("--experimental-rerun",)):  # fmt: skip
+        parser.add_argument(*flags)
+    parser.add_argument("--version", action="store_true")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--info", "-i", nargs="?", const="all", choices=INFO_CHOICES)
+    return parser
+
+
 FAILING_KEY = re.compile(r"Could not (?:override|append to|delete from) '([^']+)'|Key '([^']+)' is not in struct")
 
 
 def check_command_line(config_name: str, argv: list[str]) -> None:
     """Compose ``config_name`` with the overrides of ``argv``; a mistake raises one :class:`ConfigError` line.
     Help, shell completion, ``--cfg``/``--info`` and other config folders are left to Hydra."""
-    args, _ = get_args_parser().parse_known_args(argv)
-    if args.help or args.hydra_help or args.shell_completion or args.cfg or args.info or args.config_dir:
+    args, _ = hydra_arguments().parse_known_args(argv)
+    left_to_hydra = (args.help, args.hydra_help, args.version, args.shell_completion, args.cfg, args.info,
+                     args.config_dir)  # fmt: skip
+    if any(left_to_hydra):
         return
     name = args.config_name or config_name
     try:
@@ -105,12 +127,12 @@ def closest_key(key: str, name: str, overrides: list[str]) -> str:
     return f": {parent or 'the top level'} has {', '.join(beside)}" if beside else ""
 
 
-def dotted_keys(config: DictConfig, prefix: str = "") -> list[str]:
+def dotted_keys(config: DictConfig | dict, prefix: str = "") -> list[str]:
     """Every key of ``config``, dotted, interpolations left unresolved."""
+    plain = OmegaConf.to_container(config, resolve=False) if OmegaConf.is_config(config) else config
     keys = []
-    for key in config:
-        dotted, node = f"{prefix}{key}", config._get_node(key)
-        keys.append(dotted)
-        if OmegaConf.is_dict(node):
-            keys += dotted_keys(node, f"{dotted}.")
+    for key, value in plain.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += dotted_keys(value, f"{prefix}{key}.")
     return keys

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Set for the DDP ranks that a multirun's job starts (launch.ddp_jobs): they run as single Hydra runs, and must still
 # decide as their job does (which checkpoints to keep, where to resume from).
-MULTIRUN_JOB = "FOD_MULTIRUN_JOB"
+MULTIRUN_JOB = "FOD_LIGHTNING_MULTIRUN_JOB"  # the project's name, not a model's
 
 
 @dataclass

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from fod_lightning.bench.baseline import score as authors_score
-from fod_lightning.deploy.authors import (
+from fod_lightning.deploy.checkpoint import CheckpointError
+from fod_lightning.models.backbone import FeatureExtractor
+from fod_lightning.models.fod.model import FODStage
+from fod_lightning.training.fod.authors_files import (
     is_official_checkpoint,
     load_official,
     read_official_state,
     read_reference_pickle,
 )
-from fod_lightning.deploy.checkpoint import CheckpointError
-from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.fod.model import FODStage
 from helpers.authors_files import SIZE, authors_like_fod, save_authors_files
 
 
@@ -105,8 +105,9 @@ def test_reference_pickle_of_other_contents_is_refused(content, message, tmp_pat
     path.write_bytes(pickle.dumps(content))
     with pytest.raises(CheckpointError, match=message):
         read_reference_pickle(path)
-    with pytest.raises(CheckpointError, match=r"missing.pkl do not exist: give the authors' <class>.pkl as "
-                                              r"reference_features=FILE \(without it, <class>.pkl beside"):  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"missing.pkl do not exist: give the authors' <class>.pkl as reader="
+                                              r"fod_authors reader.reference_features=FILE \(without it, <class>.pkl "
+                                              r"beside"):  # fmt: skip
         read_reference_pickle(tmp_path / "missing.pkl")
 
 

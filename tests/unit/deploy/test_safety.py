@@ -43,7 +43,7 @@ def test_fitted_model_loading_never_runs_code(tmp_path):
 def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
     """Only a file that torch could unpickle is refused as one that could run code; a folder, a text file or a copy
     cut short is named for what it is. A plain legacy (pickle) checkpoint loads, without running code."""
-    from fod_lightning.deploy.checkpoint import read_checkpoint
+    from fod_lightning.deploy.checkpoint import read_file
 
     run = tmp_path / "run"
     (run / "brick" / "checkpoints").mkdir(parents=True)
@@ -74,13 +74,13 @@ def test_files_that_are_no_torch_checkpoint_are_named_as_such(tmp_path):
     }
     for path, message in expected.items():
         with pytest.raises(CheckpointError, match=message) as caught:
-            read_checkpoint(path)
+            read_file(path)
         assert "could run code" not in str(caught.value) and "\n" not in str(caught.value)
-    assert torch.equal(read_checkpoint(tmp_path / "legacy.ckpt")["state_dict"]["w"], torch.ones(2))
+    assert torch.equal(read_file(tmp_path / "legacy.ckpt")["state_dict"]["w"], torch.ones(2))
     marker = tmp_path / "pwned"
     torch.save({"state_dict": RunsCode(marker)}, tmp_path / "evil.ckpt", _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match="could run code"):
-        read_checkpoint(tmp_path / "evil.ckpt")  # the legacy format too
+        read_file(tmp_path / "evil.ckpt")  # the legacy format too
     assert not marker.exists()
 
 

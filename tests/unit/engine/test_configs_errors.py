@@ -208,7 +208,7 @@ def test_a_bad_batch_size_on_the_command_line_ends_in_one_error_line(tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "new"),
-    [("model._target_=fod_lightning.lit_module.FODLitModule", "fod_lightning.training.fod_module.FODLitModule"),
+    [("model._target_=fod_lightning.lit_module.FODLitModule", "fod_lightning.training.fod.module.FODLitModule"),
      ("callbacks.test_pictures._target_=fod_lightning.callbacks.pictures.TestPictures",
       "fod_lightning.training.callbacks.pictures.TestPictures")],
 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 import os
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
@@ -19,12 +20,32 @@ def as_multirun_job(cfg, number: int):
     return cfg
 
 
-def test_a_rank_started_by_a_multirun_job_keeps_the_checkpoints_its_job_keeps(make_config, monkeypatch):
-    cfg = make_config()  # a single run: every checkpoint
-    assert multirun_job() is None and kept_checkpoints(cfg) == "all"
-    monkeypatch.setenv(MULTIRUN_JOB, "3")  # what a rank of job 3 of a sweep sees (before: "all", a deadlock in DDP)
-    assert multirun_job() == 3 and kept_checkpoints(cfg) == "last"
-    assert kept_checkpoints(make_config("test_ckpt=best")) == "all"  # the best epoch is tested: it is kept
+def test_a_rank_and_its_job_keep_the_same_checkpoints_whatever_the_mode(make_config, monkeypatch):
+    """Which checkpoints a job keeps depends on its config alone, not on whether it runs in a multirun: the DDP ranks a
+    multirun's job starts (single Hydra runs) keep the same ones as the job (a mismatch once deadlocked DDP)."""
+    cfg = make_config()
+    model = hydra.utils.instantiate(cfg.model)
+    assert multirun_job() is None and kept_checkpoints(cfg, model) == "last"
+    monkeypatch.setenv(MULTIRUN_JOB, "3")  # what a rank of job 3 of a sweep sees
+    assert multirun_job() == 3 and kept_checkpoints(cfg, model) == "last"
+    assert kept_checkpoints(make_config("test_ckpt=best"), model) == "all"  # the best epoch is tested: it is kept
+
+
+def test_lightning_still_starts_its_ranks_through_the_private_hook_that_is_replaced():
+    """Lightning has no public hook for the command of its DDP ranks under Hydra: this fails loudly if the private one
+    that ddp_jobs replaces is renamed, takes other arguments, or is no longer looked up where it is replaced."""
+    import inspect
+
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+
+    from fod_lightning.launch.ddp_jobs import PRIVATE_HOOK
+
+    for module in (fabric_launcher, trainer_launcher):
+        hook = getattr(module, PRIVATE_HOOK)
+        assert list(inspect.signature(hook).parameters) == ["local_rank"], module.__name__
+    caller = inspect.getsource(trainer_launcher._SubprocessScriptLauncher._call_children_scripts)
+    assert f"{PRIVATE_HOOK}(" in caller and f".{PRIVATE_HOOK}(" not in caller  # a module-level name, looked up per call
 
 
 def test_the_job_scope_tells_its_ranks_the_job_number_and_leaves_nothing_behind(make_config, monkeypatch):

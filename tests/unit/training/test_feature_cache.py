@@ -6,11 +6,10 @@ import pickle
 import pytest
 import torch
 
-from fod_lightning.data.batch import Batch
-from fod_lightning.data.features import FeatureDataset
 from fod_lightning.data.samples import Sample
 from fod_lightning.run import run
-from fod_lightning.training.feature_cache import FeatureCache
+from fod_lightning.training.fod.feature_cache import FeatureCache
+from fod_lightning.training.fod.features import FeatureBatch, FeatureDataset
 
 SETTINGS = {"backbone": "tf_efficientnet_lite0", "strides": [8, 16], "image_size": 32}
 
@@ -107,7 +106,7 @@ def test_feature_dataset_fetches_whole_batches(tmp_path):
     samples = [Sample(tmp_path / f"{i}.png", 0, None, "good") for i in range(4)]
     maps = [torch.arange(4.0).view(4, 1, 1, 1), torch.arange(4.0).view(4, 1, 1, 1) * 10]
     batch = FeatureDataset(maps, samples).__getitems__([2, 0])
-    assert isinstance(batch, Batch) and len(batch) == 2 and batch.image is None
+    assert isinstance(batch, FeatureBatch) and len(batch) == 2 and not hasattr(batch, "image")
     assert batch.features[1].flatten().tolist() == [20.0, 0.0] and batch.path[0].endswith("2.png")
 
 

@@ -25,7 +25,7 @@ def test_last_ckpt_holds_the_final_epoch_when_the_last_epoch_is_not_validated(ma
     brick = results["categories"]["brick"]
     last = torch.load(tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 2 == brick["test_ckpt"]["epoch"] and brick["epochs"] == 3  # the tested, final model
-    best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in last["fod_best"].items()}
+    best = {k.removeprefix("val/"): {"value": v, "epoch": e} for k, (v, e) in last["best_epochs"].items()}
     assert {k: best[k] for k in brick["best"]} == brick["best"]  # its best-so-far records: epoch 1's validation
     assert {v["epoch"] for v in brick["best"].values()} == {1}
 

@@ -1,7 +1,7 @@
 """The authors' checkpoint layout (github xcyao00/FOD) as this FOD: pure functions from their per-stage state dicts
 and reference arrays to :class:`~fod_lightning.models.fod.model.FOD`'s config, stages and reference features.
 
-Reading their files (safely) is :mod:`fod_lightning.deploy.authors`.
+Reading their files (safely) is :mod:`fod_lightning.training.fod.authors_files`.
 """
 
 import math

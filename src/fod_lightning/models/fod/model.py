@@ -1,5 +1,6 @@
 """The FOD model: frozen backbone, one I2Correlation transformer per stage, anomaly scoring."""
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -234,15 +235,23 @@ class FOD(AnomalyNet):
         return scores.clamp_min(0) ** (1 - w) * knn**w
 
     @contextmanager
-    def export_mode(self) -> Iterator[None]:
-        """The scoring branch on plain tensor operations (the fused kernel's autograd.Function cannot be traced)."""
+    def export_mode(self, example: torch.Tensor | None = None) -> Iterator[None]:
+        """The scoring branch on plain tensor operations (the fused kernel's autograd.Function cannot be traced). A
+        forward of ``example`` first fills the per-grid caches (position codes), so that they are constants of the
+        export. torch.export's note that the diagnostic sigma statistics are assigned while tracing is silenced: they
+        are not outputs."""
+        if example is not None:
+            with torch.no_grad():
+                self.score_images(example)
         modules = [m for m in self.modules() if isinstance(m, CorrelationAttention)]
         before = [m.fused for m in modules]
         self.use_fused_correlation(False)
         if self.memory is not None:
             self.memory.chunk_queries = False
         try:
-            yield
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"The tensor attributes .*last_sigma_stats")
+                yield
         finally:
             for module, fused in zip(modules, before):
                 module.fused = fused

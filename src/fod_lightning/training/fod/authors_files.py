@@ -10,6 +10,9 @@ The authors save per category:
 Neither file holds the backbone, the image size or the transformer shape: the caller passes the backbone,
 the shape is read from the tensor shapes and the image size from the reference's sequence length.
 Nothing is unpickled beyond tensors, numpy arrays and plain containers.
+
+:class:`AuthorsFilesReader` is registered with the checkpoint loader (:mod:`fod_lightning.training.plugins`), so that
+``run train=false``, ``predict``, ``export`` and :func:`fod_lightning.load_model` take these files as any other.
 """
 
 import pickle
@@ -25,7 +28,9 @@ from fod_lightning.errors import CheckpointError
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod.authors import EMBED, load_stage, official_net_config, reference_maps
 from fod_lightning.models.fod.model import FOD
-from fod_lightning.training.fod_module import FODLitModule
+from fod_lightning.training.fod.module import FODLitModule
+from fod_lightning.training.plugins import CheckpointReader, ReaderSettings
+from fod_lightning.utils.config_dir import CONFIG_DIR
 
 SUFFIXES = ("-img.pth", "-pix.pth")  # the authors' best-image-AUROC and best-pixel-AUROC checkpoints
 
@@ -70,8 +75,8 @@ def read_reference_pickle(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(
-            f"reference features {path} do not exist: give the authors' <class>.pkl as "
-            "reference_features=FILE (without it, <class>.pkl beside the checkpoint is read)"
+            f"reference features {path} do not exist: give the authors' <class>.pkl as reader=fod_authors "
+            "reader.reference_features=FILE (without it, <class>.pkl beside the checkpoint is read)"
         )
     try:
         with path.open("rb") as file:
@@ -96,11 +101,13 @@ def _torch_load(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
 
 
+EXPECTED = "the authors' {'state_dict': [stage0_state_dict, stage1_state_dict]}"
+
+
 def read_official_state(path: str | Path) -> list[dict[str, torch.Tensor]]:
     """The per-stage state dicts of an authors' ``<class>-img.pth`` / ``<class>-pix.pth`` (loaded
     ``weights_only``: nothing but tensors and plain containers); a ``module.`` prefix is stripped."""
     path = Path(path).expanduser()
-    expected = "the authors' {'state_dict': [stage0_state_dict, stage1_state_dict]}"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass the authors' <class>-img.pth or <class>-pix.pth")
     try:
@@ -108,15 +115,20 @@ def read_official_state(path: str | Path) -> list[dict[str, torch.Tensor]]:
     except Exception as err:
         raise CheckpointError(
             f"checkpoint {path} is not a plain tensor file ({type(err).__name__}): not loaded, since that could "
-            f"run code from the file; expected {expected}"
+            f"run code from the file; expected {EXPECTED}"
         ) from err
-    states = obj.get("state_dict") if isinstance(obj, dict) else None
+    return official_states(obj, path)
+
+
+def official_states(contents: object, path: Path) -> list[dict[str, torch.Tensor]]:
+    """The per-stage state dicts of an authors' file already loaded (``weights_only``), or a refusal naming it."""
+    states = contents.get("state_dict") if isinstance(contents, dict) else None
     if not (
         isinstance(states, list | tuple)
         and states
         and all(isinstance(s, dict) and s and all(isinstance(t, torch.Tensor) for t in s.values()) for s in states)
     ):
-        raise CheckpointError(f"checkpoint {path} is not an authors' FOD checkpoint: expected {expected}")
+        raise CheckpointError(f"checkpoint {path} is not an authors' FOD checkpoint: expected {EXPECTED}")
     return [{k.removeprefix("module."): v for k, v in s.items()} for s in states]
 
 
@@ -140,15 +152,20 @@ def _category(path: Path) -> str:
 
 
 def load_official(
-    ckpt_path: str | Path, reference_path: str | Path | None, backbone: FeatureExtractor, resize: str = "square"
-) -> "FODLitModule":
-    """An authors' checkpoint as a :class:`~fod_lightning.training.fod_module.FODLitModule` in eval mode (on CPU).
+    ckpt_path: str | Path,
+    reference_path: str | Path | None,
+    backbone: FeatureExtractor,
+    resize: str = "square",
+    states: list[dict[str, torch.Tensor]] | None = None,
+) -> FODLitModule:
+    """An authors' checkpoint as a :class:`~fod_lightning.training.fod.module.FODLitModule` in eval mode (on CPU).
 
     Args:
         ckpt_path: ``<class>-img.pth`` or ``<class>-pix.pth``.
         reference_path: the authors' ``<class>.pkl`` (None: ``<class>.pkl`` beside the checkpoint).
         backbone: the backbone the checkpoint was trained with (built from ``model/net/backbone``).
         resize: how images are brought to the square input size (the authors: ``square``).
+        states: the file's per-stage state dicts when it was read already (:func:`official_states`).
 
     Returns:
         The module, with ``.contract`` (image size read from the reference), ``.fitted_on`` (category from
@@ -157,7 +174,7 @@ def load_official(
     ckpt_path = Path(ckpt_path).expanduser()
     category = _category(ckpt_path)
     reference_path = Path(reference_path).expanduser() if reference_path else ckpt_path.parent / f"{category}.pkl"
-    states = read_official_state(ckpt_path)
+    states = read_official_state(ckpt_path) if states is None else states
     config = official_net_config(states, backbone, str(ckpt_path))
     net = FOD(backbone, **{k: v for k, v in config.items() if k != "backbone"})
     for i, (stage, state) in enumerate(zip(net.stages, states)):
@@ -167,3 +184,39 @@ def load_official(
     contract = DataContract(image_size, resize, backbone.mean, backbone.std)
     fitted_on = {"benchmark": "authors' checkpoint", "category": category, "root": str(ckpt_path.parent)}
     return FODLitModule(net=net, contract=contract, fitted_on=fitted_on).eval()
+
+
+AUTHORS_BACKBONE = Path(CONFIG_DIR) / "model" / "net" / "backbone" / "wide_resnet50_2.yaml"
+
+
+class AuthorsFilesReader(CheckpointReader):
+    """The authors' files as a checkpoint format of the loader."""
+
+    name = "fod_authors"
+    what = "the authors' FOD files (<class>-img.pth or <class>-pix.pth, with their <class>.pkl)"
+    needs = (
+        "model/net/backbone (default wide_resnet50_2, the authors')",
+        "reader.reference_features (default: <class>.pkl beside the checkpoint)",
+        "reader.resize (default square; BTAD and MVTec 3D-AD: shorter_side_crop)",
+    )
+
+    def recognises(self, contents: object, path: Path) -> bool:
+        try:
+            return all(EMBED in s for s in official_states(contents, path))
+        except CheckpointError:
+            return False
+
+    def load(self, contents: object, path: Path, settings: ReaderSettings) -> FODLitModule:
+        backbone = settings.backbone() if settings.backbone is not None else authors_backbone()
+        options = settings.options or {}
+        return load_official(path, options.get("reference_features"), backbone, options.get("resize") or "square",
+                             official_states(contents, path))  # fmt: skip
+
+
+def authors_backbone() -> FeatureExtractor:
+    """The backbone of the authors' files when the command names none: theirs (``wide_resnet50_2``)."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(AUTHORS_BACKBONE))
+    config.pop("_target_")
+    return FeatureExtractor(**config)

@@ -6,16 +6,17 @@ import torch
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
-from fod_lightning.errors import FODUserError
+from fod_lightning.errors import UserError
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.fod.model import FOD
 from fod_lightning.models.fod.reference import mean_feature_maps
-from fod_lightning.training.branch_analysis import BranchAnalysis
-from fod_lightning.training.feature_cache import FeatureCache, compute_maps, file_identity
+from fod_lightning.training.fod.branch_analysis import BranchAnalysis
+from fod_lightning.training.fod.feature_cache import FeatureCache, compute_maps, file_identity
+from fod_lightning.training.fod.features import FeatureBatch, FeatureDataset
 from fod_lightning.training.module import AnomalyModule
 
 
-class NonFiniteLossError(FODUserError, FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss is NaN or infinite."""
 
 
@@ -39,14 +40,14 @@ class FODLitModule(AnomalyModule):
             (constant memory; see :class:`fod_lightning.metrics.AnomalyMetrics`).
         feature_cache: ``memory`` (default) computes the training images' backbone features once per
             category when nothing augments them, ``disk`` also keeps them in ``feature_cache_dir`` for
-            later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.training.feature_cache`).
+            later runs, ``off`` runs the backbone on every step (see :mod:`fod_lightning.training.fod.feature_cache`).
         calibration: how the saved decision thresholds are chosen (:mod:`fod_lightning.metrics.thresholds`).
         legacy_zero_grad: reproduce the authors' torch-1.13 dynamics: one optimizer step per stage after
             ``zero_grad(set_to_none=False)``, so each step also gives the other stage a momentum-only
             Adam update (their ``zero_grad()`` zero-filled gradients instead of clearing them).
         save_backbone: checkpoints also hold the frozen backbone (see :class:`AnomalyModule`).
         branch_analysis: also measure, at each validation, every branch's score of every stage on its own
-            (:mod:`fod_lightning.training.branch_analysis`): a study tool.
+            (:mod:`fod_lightning.training.fod.branch_analysis`): a study tool.
     """
 
     net_class = FOD
@@ -73,6 +74,7 @@ class FODLitModule(AnomalyModule):
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
+        self._served_maps: list[torch.Tensor] | None = None  # computed by fit_start, served by training_dataset
         self.branch_analysis = BranchAnalysis(len(self.net.stages)) if branch_analysis else None
 
     # -------------------------------------------------------------------------------- evaluation
@@ -93,9 +95,9 @@ class FODLitModule(AnomalyModule):
         """The training images' backbone features, once per category when nothing augments them, and the
         reference features: the positional mean of the training images' pooled maps."""
         maps = None
-        if self.feature_cache.enabled and datamodule.training_images_fixed:
+        if self.feature_cache.enabled and not datamodule.augment:  # a training image always gives the same input
             maps = self.training_features()
-            datamodule.use_train_features(maps)
+        self._served_maps = maps  # served as the training batches (training_dataset)
         if self.net.memory is not None and not self.net.memory.is_set:  # the memory of normal patches (an option)
             memory_maps = maps if maps is not None else self.training_features_uncached()
             self.net.memory.set(self.trainer.strategy.broadcast([m.float().cpu() for m in memory_maps], src=0))
@@ -104,6 +106,12 @@ class FODLitModule(AnomalyModule):
             mean = [m.double().mean(dim=0) for m in maps] if maps is not None else self.reference_maps()
             # Under DDP every rank uses rank zero's maps, bit for bit.
             self.net.reference.set(self.trainer.strategy.broadcast([m.float().cpu() for m in mean], src=0))
+
+    def training_dataset(self, datamodule) -> FeatureDataset | None:
+        """The cached features of the training images (the ``reference`` split's, in its order), when they were
+        computed: training reads them instead of decoding images and running the backbone every epoch."""
+        maps, self._served_maps = self._served_maps, None
+        return None if maps is None else FeatureDataset(maps, datamodule.split("reference").samples)
 
     def training_features(self) -> list[torch.Tensor]:
         """Pooled backbone maps (N, C, h, w) of every image of the reference split, once per category."""
@@ -131,8 +139,8 @@ class FODLitModule(AnomalyModule):
         images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
         return mean_feature_maps(images, self.net.pooled_features)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        maps = batch.features if batch.features is not None else self.net.pooled_features(batch.image)
+    def training_step(self, batch: Batch | FeatureBatch, batch_idx: int) -> torch.Tensor:
+        maps = batch.features if isinstance(batch, FeatureBatch) else self.net.pooled_features(batch.image)
         config = self.net.config
         correlation = config["with_intra"] or config["with_inter"]
         objectives = []
