@@ -208,3 +208,21 @@ def test_ckpt_path_last_resumes_one_run_and_starts_its_missing_categories_afresh
     own.write_bytes(b"")
     os.utime(own, (50, 50))
     assert resumed_run(cfg) == Path(cfg.paths.output_dir)  # this run folder first, however old
+
+
+def test_resuming_reads_the_checkpoint_once(make_config, tmp_path, monkeypatch):
+    """The resumed category's last.ckpt is read once (the engine's record, handed to Lightning); the only other read of
+    that path is the explicit calibration step, of the checkpoint the resumed run saved."""
+    run(make_config("data.category=brick", "resumable_checkpoints=true"))
+    path = tmp_path / "out" / "brick" / "checkpoints" / "last.ckpt"
+    reads, load = [], torch.load
+
+    def counting(f, *args, **kwargs):
+        if Path(str(f)).resolve() == path.resolve():
+            reads.append(f)
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    results = run(make_config("data.category=brick", "ckpt_path=last", "trainer.max_epochs=2"))
+    assert results["categories"]["brick"]["epochs"] == 2
+    assert len(reads) == 2  # the resume, then the calibration of the new final checkpoint
