@@ -72,6 +72,7 @@ def test_each_kept_checkpoint_holds_quantiles_of_held_out_normal_images_for_its_
         assert t["pixel"] == pytest.approx(np.quantile(np.concatenate(maps), 0.999), rel=1e-6), name
         saved = torch.load(folder / name, weights_only=True)
         assert "optimizer_states" not in saved and t["epoch"] == saved["epoch"]
+        assert not any(k.startswith("net.backbone.") for k in saved["state_dict"])  # lean, as when first saved
         epochs.add(saved["epoch"])
     assert 2 in epochs  # last.ckpt: the final epoch
 

@@ -195,15 +195,15 @@ class AnomalyModule(LightningModule):
 
     def load_record(self, record: CheckpointRecord) -> None:
         """A checkpoint's weights and what the module keeps beside them (the file was read already)."""
-        self.restore(record)
-        self.load_state_dict(record.contents["state_dict"], strict=True)
+        self.load_state_dict(self.restore(record), strict=True)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.restore(CheckpointRecord.of(checkpoint))
+        checkpoint["state_dict"] = self.restore(CheckpointRecord.of(checkpoint))  # Lightning loads it next
 
-    def restore(self, record: CheckpointRecord) -> None:
-        """What the module keeps beside its weights, from a checkpoint's record; the backbone rebuilt from the config
-        goes into the record's state dict (checked against the fingerprint it was fitted with)."""
+    def restore(self, record: CheckpointRecord) -> dict:
+        """What the module keeps beside its weights, from a checkpoint's record; returns the state dict to load: the
+        record's, with the backbone rebuilt from the config when the file does not hold it (checked against the
+        fingerprint it was fitted with). The record is left as it was."""
         if self._trainer is not None and self._trainer.state.fn == "fit":  # resuming: the run's best epochs so far
             self.evaluator.best = dict(record.best)
         self.contract = DataContract.from_dict(record.contract) if record.contract else None
@@ -222,7 +222,8 @@ class AnomalyModule(LightningModule):
                     ".checkpoint_path), or use a checkpoint saved with model.save_backbone=true"
                 )
             state = {BACKBONE_PREFIX + k: v for k, v in backbone.state_dict().items()}
-            record.contents["state_dict"] = {**record.contents["state_dict"], **state}
+            return {**record.contents["state_dict"], **state}
+        return record.contents["state_dict"]
 
 
 def module_class(path: str) -> type[AnomalyModule]:
