@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning import Callback
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchmetrics.classification import BinaryROC
 
 from fod_lightning.metrics.collection import METRICS
@@ -32,7 +33,7 @@ def panel_order(scores: np.ndarray, labels: np.ndarray) -> list[int]:
 def logged_series(trainer, names: Callable[[str], bool], x: str) -> dict[str, tuple[list[float], list[float]]]:
     """The logged values of the metrics ``names`` accepts, against column ``x`` (``step`` or ``epoch``), from the CSV
     logger's ``metrics.csv`` (empty without one)."""
-    logger = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
     path = Path(logger.log_dir) / "metrics.csv" if logger is not None else None
     if path is None or not path.is_file():
         return {}
@@ -183,7 +184,7 @@ class TestPictures(Callback):
 
 
 def wandb_loggers(trainer) -> list:
-    return [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
 
 def verdict(score: float, label: int, threshold: float | None) -> str:
