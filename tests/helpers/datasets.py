@@ -109,3 +109,31 @@ def write_folder(root: Path, n_normal: int = 10, masks: bool = True) -> Path:
             if masks:
                 write_mask(root / "masks" / kind / f"d{i}_mask{ext}", rect=SQUARE_RECT)
     return root
+
+
+def write_own_photos(root: Path, size=(64, 48), n_normal: int = 8, n_defect: int = 3, mask_suffix: str = "_mask",
+                     ext: str = ".png") -> Path:  # fmt: skip
+    """A user's product photos in the folder layout: non-square (``size`` = (W, H)) textured normal images in
+    ``good/``, images with a bright blob in ``defects/scratch/``, their masks in ``masks/scratch/`` named
+    ``<stem><mask_suffix>.png``."""
+    rng = np.random.default_rng(0)
+    w, h = size
+    base = (np.add.outer(np.arange(h), np.arange(w)) % 16 * 8).astype(np.uint8)
+
+    def photo() -> np.ndarray:
+        noise = rng.integers(0, 40, (h, w), dtype=np.uint8)
+        return np.stack([base + noise] * 3, axis=-1)
+
+    for i in range(n_normal):
+        (root / "good").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo()).save(root / "good" / f"n{i:02d}{ext}")
+    for i in range(n_defect):
+        image, mask = photo(), np.zeros((h, w), np.uint8)
+        y, x = h // 3 + i, w // 2 - i
+        image[y : y + 8, x : x + 10] = 255
+        mask[y : y + 8, x : x + 10] = 255
+        (root / "defects" / "scratch").mkdir(parents=True, exist_ok=True)
+        (root / "masks" / "scratch").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "defects" / "scratch" / f"d{i}.png")
+        Image.fromarray(mask).save(root / "masks" / "scratch" / f"d{i}{mask_suffix}.png")
+    return root

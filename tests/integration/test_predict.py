@@ -127,7 +127,7 @@ def test_predict_writes_maps_overlays_and_scores_equal_to_evaluation(fitted, tmp
         assert float(row["score"]) == pytest.approx(scores.scores[source], rel=1e-5)
         assert row["label"] == ("anomalous" if float(row["score"]) > threshold else "normal") and not row["error"]
         amap = np.load(tmp_path / "pred" / "maps" / sub / "part.npy")
-        assert amap.shape == (32, 32) and amap.dtype == np.float32
+        assert amap.shape == (64, 64) and amap.dtype == np.float32  # the image's own size, not the model's 32 x 32
         assert (tmp_path / "pred" / "overlays" / sub / "part.png").stat().st_size > 0
     maps = [np.load(tmp_path / "pred" / "maps" / sub / "part.npy") for sub in ("line1", "line2")]
     assert not np.array_equal(*maps)

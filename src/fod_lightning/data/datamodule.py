@@ -1,6 +1,7 @@
 """Base LightningDataModule: sample tables per split, loaders, category handling."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from fod_lightning.data.contract import DataContract
 from fod_lightning.data.dataset import AnomalyDataset, check_samples
 from fod_lightning.data.sampler import EpochShuffle
 from fod_lightning.data.samples import DatasetLayoutError, Sample, is_hidden
-from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fod_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES
 from fod_lightning.data.validation import VAL_PROTOCOLS, HeldOutDefectsDataset, held_out_count, split_held_out
 from fod_lightning.errors import ConfigError
 from fod_lightning.utils.checks import check_count
@@ -33,7 +34,9 @@ class AnomalyDataModule(LightningDataModule):
     Args:
         root: benchmark root folder (holds one folder per category).
         category: one category name (``all`` is expanded by the run entry).
-        image_size: side S of the square network input.
+        image_size: the network input: S (S x S) or [H, W].
+        resize: how an image is brought to the input (``square``: aspect ignored; ``shorter_side_crop``: aspect kept,
+            centre crop); None: the benchmark's rule (the authors').
         batch_size: training batch size (authors: 1).
         eval_batch_size: batch size for reference, validation and test passes.
         num_workers: loader worker processes.
@@ -59,12 +62,13 @@ class AnomalyDataModule(LightningDataModule):
     required_folder: str = "train"  # what every category folder holds: its normal training images
     layout_folders: tuple[str, ...] = ("train", "test", "ground_truth")  # any of them: meant as a category
     has_masks: bool = True  # False for classification-only data: pixel metrics are skipped
+    auto_size: bool = False  # whether image_size=auto is resolved from the images (folder data)
 
     def __init__(
         self,
         root: str,
         category: str,
-        image_size: int = 256,
+        image_size: int | Sequence[int] = 256,
         batch_size: int = 1,
         eval_batch_size: int = 8,
         num_workers: int = 0,
@@ -76,11 +80,19 @@ class AnomalyDataModule(LightningDataModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         calibration_fraction: float = 0.0,
         calibration_min_images: int = 1,
+        resize: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
         self.category = str(category)
-        self.image_size = image_size
+        self.image_size = image_size if isinstance(image_size, int | str) else [int(v) for v in image_size]
+        if isinstance(image_size, str) and not (image_size == "auto" and self.auto_size):
+            raise ConfigError(f"data.image_size={image_size!r} is not a size: give S (S x S) or [H, W]"
+                              f"{' (auto is for data=folder)' if image_size == 'auto' else ''}")  # fmt: skip
+        if resize is not None and resize not in RESIZE_MODES:
+            raise ConfigError(f"data.resize={resize!r} is unknown: use one of {', '.join(RESIZE_MODES)}, or null for "
+                              f"the benchmark's ({type(self).resize})")  # fmt: skip
+        self.resize = resize or type(self).resize
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -168,6 +180,13 @@ class AnomalyDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Hook for benchmarks that build or verify files on disk once (rank zero)."""
+
+    def check(self) -> "AnomalyDataModule":
+        """The data checked before anything slow (a model, a fit): files built if the benchmark builds them, every
+        split's sample table parsed, every image and mask decoded once (:meth:`setup`). Returns itself."""
+        self.prepare_data()
+        self.setup()
+        return self
 
     def setup(self, stage: str | None = None) -> None:
         if self._splits:

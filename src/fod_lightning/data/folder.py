@@ -1,15 +1,20 @@
 """Custom data in plain folders: normal images, one folder per defect type, optional masks."""
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fod_lightning.data.datamodule import AnomalyDataModule
 from fod_lightning.data.samples import DatasetLayoutError, Sample, check_masks_used, list_images, require_dir
 from fod_lightning.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_SUFFIXES = ("_mask", "_gt", "-mask", "_label", "_seg")  # how datasets often name a mask after its image
+AUTO_SIDE, AUTO_MULTIPLE = 256, 32  # image_size=auto: the shorter side, and what both sides are multiples of
+log = logging.getLogger(__name__)
 
 
 class FolderDataModule(AnomalyDataModule):
@@ -36,6 +41,8 @@ class FolderDataModule(AnomalyDataModule):
         seed: seed of that hold-out.
         mask_dir: folder of per-type mask folders; ``None`` for classification-only data.
         mask_suffix: appended to the image stem to name its mask (e.g. ``_mask``).
+        image_size: S, [H, W], or ``auto`` (the default): the shorter side 256, the longer one as the training
+            images' aspect, both multiples of 32, so that photos are not squashed.
         Other arguments as :class:`AnomalyDataModule`.
     """
 
@@ -43,6 +50,7 @@ class FolderDataModule(AnomalyDataModule):
     categories = ("folder",)
     root_holds = "your image folders"
     resize = "square"
+    auto_size = True
     layout_help = (
         "folder layout: <root>/<normal_dir>/*, <root>/<abnormal_dir>/* per defect type, optional "
         "<root>/<normal_test_dir>/* and masks <root>/<mask_dir>/<abnormal dir name>/<stem><mask_suffix>.<png|bmp|...>"
@@ -65,6 +73,42 @@ class FolderDataModule(AnomalyDataModule):
         self.mask_dir = mask_dir
         self.mask_suffix = mask_suffix
         self.has_masks = mask_dir is not None
+
+    def setup(self, stage: str | None = None) -> None:
+        self.resolve_image_size()
+        super().setup(stage)
+
+    @property
+    def contract(self):
+        self.resolve_image_size()
+        return super().contract
+
+    def resolve_image_size(self) -> None:
+        """``image_size=auto`` becomes [H, W] when the images are first read (set-up), not when the config is built."""
+        if self.image_size == "auto":
+            self.image_size = self.auto_image_size()
+
+    def auto_image_size(self) -> list[int]:
+        """[H, W] with the shorter side 256 and the aspect of the training images (the median of up to 50, read from
+        their headers), both sides multiples of 32."""
+        images = self._images(self.normal_dir, "normal_dir")
+        sizes = []
+        for path in images[:: max(1, len(images) // 50)][:50]:
+            try:
+                with Image.open(path) as img:
+                    sizes.append(img.size[::-1])  # (h, w); EXIF rotations are rare for a production camera
+            except OSError:
+                continue  # named by the data checks
+        if not sizes:
+            return [AUTO_SIDE, AUTO_SIDE]
+        aspect = float(np.median([w / h for h, w in sizes]))
+        longer = max(AUTO_SIDE, round(AUTO_SIDE * max(aspect, 1 / aspect) / AUTO_MULTIPLE) * AUTO_MULTIPLE)
+        shape = [AUTO_SIDE, longer] if aspect >= 1 else [longer, AUTO_SIDE]
+        spread = max(w / h for h, w in sizes) / min(w / h for h, w in sizes)
+        log.info("data.image_size=auto: %s for training images of %dx%d (width x height)%s", shape, sizes[0][1],
+                 sizes[0][0], "" if spread < 1.05 else f"; their aspects differ by up to {spread:.2f}x: those of "
+                 "another aspect are stretched (data.resize=shorter_side_crop crops them instead)")  # fmt: skip
+        return shape
 
     @classmethod
     def check_category(cls, category: str, root: Path | None = None) -> None:
@@ -100,9 +144,18 @@ class FolderDataModule(AnomalyDataModule):
             mask = folder / f"{image.stem}{self.mask_suffix}{ext}"
             if mask.is_file():
                 return mask
+        expected = f"{folder / (image.stem + self.mask_suffix)}.<png|bmp|...>"
+        for suffix in (s for s in MASK_SUFFIXES if s != self.mask_suffix):
+            found = next((folder / f"{image.stem}{suffix}{e}" for e in IMAGE_EXTENSIONS
+                          if (folder / f"{image.stem}{suffix}{e}").is_file()), None)  # fmt: skip
+            if found is not None:
+                raise DatasetLayoutError(
+                    f"anomalous image {image} has no mask at {expected}, but {found.name} "
+                    f"lies there: set data.mask_suffix={suffix} (masks named <stem>{suffix})"
+                )
         raise DatasetLayoutError(
-            f"anomalous image {image} has no mask at {folder / (image.stem + self.mask_suffix)}.<png|bmp|...>: "
-            "add the mask, remove the image, or set data.mask_dir=null for classification only"
+            f"anomalous image {image} has no mask at {expected}: add the mask, remove the image, or set "
+            "data.mask_dir=null for classification only"
         )
 
     def parse(self, split: str) -> list[Sample]:

@@ -1,7 +1,7 @@
 """Joint image + mask transforms (albumentations) and image reading."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,48 +29,77 @@ def augmentations() -> list[A.BasicTransform]:
     ]
 
 
-def resized_shape(height: int, width: int, size: int, square: bool) -> tuple[int, int]:
-    """(h, w) after the authors' torchvision ``Resize((S, S))`` (square) or ``Resize(S)`` (shorter
-    side to S, the longer one truncated to int, aspect kept)."""
+def input_shape(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """The network input (H, W) of ``data.image_size``: S for S x S, or [H, W]."""
+    if isinstance(image_size, int | float) and not isinstance(image_size, bool):
+        return int(image_size), int(image_size)
+    height, width = image_size
+    return int(height), int(width)
+
+
+def resized_shape(height: int, width: int, shape: tuple[int, int], square: bool) -> tuple[int, int]:
+    """(h, w) of an image of ``height`` x ``width`` resized for the input ``shape`` (H, W): ``square``: (H, W), the
+    aspect ignored (the authors' torchvision ``Resize((S, S))``); otherwise the aspect kept and the image just
+    covering (H, W), the longer side truncated to int (for S x S the authors' ``Resize(S)``: shorter side to S)."""
+    target_h, target_w = shape
     if square:
-        return size, size
-    if height <= width:
-        return size, int(size * width / height)
-    return int(size * height / width), size
+        return target_h, target_w
+    if target_h * width >= target_w * height:  # the height binds (for S x S: the shorter side is the height)
+        return target_h, max(target_w, int(target_h * width / height))
+    return max(target_h, int(target_w * height / width)), target_w
 
 
-def _resize_crop(array: np.ndarray, size: int, square: bool, resample: int, **_) -> np.ndarray:
-    h, w = resized_shape(array.shape[0], array.shape[1], size, square)
+def _resize_crop(array: np.ndarray, target: tuple[int, int], square: bool, resample: int, **_) -> np.ndarray:
+    # "target", not "shape": albumentations passes the array's shape as a keyword argument
+    h, w = resized_shape(array.shape[0], array.shape[1], target, square)
     out = np.asarray(Image.fromarray(array).resize((w, h), resample))
     # torchvision's CenterCrop offsets: int(round(d / 2)), Python's round-half-to-even.
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return out[top : top + size, left : left + size].copy()  # writable, contiguous
+    top, left = crop_offsets((h, w), target)
+    return out[top : top + target[0], left : left + target[1]].copy()  # writable, contiguous
 
 
-def authors_geometry(size: int, square: bool) -> A.Lambda:
+def crop_offsets(resized: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) of the centre crop of ``shape`` from an image resized to ``resized`` (torchvision's offsets)."""
+    return int(round((resized[0] - shape[0]) / 2.0)), int(round((resized[1] - shape[1]) / 2.0))
+
+
+def authors_geometry(shape: tuple[int, int], square: bool) -> A.Lambda:
     """The authors' resize (and centre crop), done by PIL as theirs: LANCZOS for images, NEAREST
     for masks; pixel-identical to their torchvision pipeline (tested)."""
     return A.Lambda(
-        image=partial(_resize_crop, size=size, square=square, resample=Image.Resampling.LANCZOS),
-        mask=partial(_resize_crop, size=size, square=square, resample=Image.Resampling.NEAREST),
+        image=partial(_resize_crop, target=shape, square=square, resample=Image.Resampling.LANCZOS),
+        mask=partial(_resize_crop, target=shape, square=square, resample=Image.Resampling.NEAREST),
         p=1.0,
     )
 
 
-def check_image_size(image_size: int, strides: tuple[int, ...] = ()) -> None:
-    """The network input side S (images are resized to S x S whatever their size) must tile into the backbone's
-    stages: a positive multiple of 16 (the backbone's input contract) and of each stage stride."""
+def check_image_size(image_size: object, strides: tuple[int, ...] = ()) -> None:
+    """``data.image_size``, S (S x S) or [H, W], must tile into the backbone's stages: each side a positive multiple of
+    16 (the backbone's input contract) and of each stage stride."""
     tile = math.lcm(16, *(int(s) for s in strides))
-    if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0 and image_size % tile == 0:
-        return
-    near = max(tile, round(image_size / tile) * tile) if isinstance(image_size, int | float) else 256
     why = f" (the backbone's strides {', '.join(str(s) for s in strides)} must tile the input)" if strides else ""
-    raise ConfigError(f"data.image_size={image_size!r} must be a positive multiple of {tile}{why}: "
-                      f"e.g. data.image_size={near}")  # fmt: skip
+    sides = list(image_size) if isinstance(image_size, Sequence) and not isinstance(image_size, str) else None
+    if sides is None:
+        if is_side(image_size, tile):
+            return
+        near = max(tile, round(image_size / tile) * tile) if isinstance(image_size, int | float) else 256
+        raise ConfigError(f"data.image_size={image_size!r} must be a positive multiple of {tile}{why}, or [H, W] for "
+                          f"a non-square input: e.g. data.image_size={near}")  # fmt: skip
+    if len(sides) != 2:
+        raise ConfigError(f"data.image_size={sides} must be one side S or two, [H, W]: e.g. data.image_size=[240,320]")
+    bad = [side for side in sides if not is_side(side, tile)]
+    if bad:
+        near = [max(tile, round(v / tile) * tile) if isinstance(v, int | float) else 256 for v in sides]
+        raise ConfigError(f"data.image_size={sides}: {', '.join(repr(v) for v in bad)} must be a positive multiple "
+                          f"of {tile}{why}: e.g. data.image_size=[{near[0]},{near[1]}]")  # fmt: skip
+
+
+def is_side(value: object, tile: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value % tile == 0
 
 
 def build_transform(
-    image_size: int,
+    image_size: int | Sequence[int],
     resize: str = "square",
     augment: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -80,15 +109,16 @@ def build_transform(
     weights), convert to tensors.
 
     Args:
-        image_size: output side S (divisible by 16).
-        resize: ``square`` resizes to (S, S) ignoring aspect (MVTec AD, as the authors);
-            ``shorter_side_crop`` scales the shorter side to S then centre-crops S x S (BTAD, MVTec 3D-AD).
+        image_size: output side S (S x S) or [H, W] (each divisible by 16).
+        resize: ``square`` resizes to (H, W) ignoring aspect (MVTec AD, as the authors);
+            ``shorter_side_crop`` keeps the aspect, scales the image to just cover (H, W) and centre-crops it (for
+            S x S: the shorter side to S, as the authors' BTAD and MVTec 3D-AD).
         augment: add :func:`augmentations` after the resize (training split only).
     """
     check_image_size(image_size)
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize={resize!r} is unknown; use one of {RESIZE_MODES}")
-    geometry = [authors_geometry(image_size, square=resize == "square")]
+    geometry = [authors_geometry(input_shape(image_size), square=resize == "square")]
     extra = augmentations() if augment else []
     return A.Compose([*geometry, *extra, A.Normalize(tuple(mean), tuple(std)), ToTensorV2()])
 

@@ -1,8 +1,8 @@
 """ONNX export of any fitted model (``python -m fod_lightning.export``), checked against the torch model, with its
 preprocessing contract beside it.
 
-Writes ``model.onnx`` (input ``images`` (N, 3, S, S) float32, normalised per the contract; outputs ``image_score``
-(N,) and ``anomaly_map`` (N, S, S); N is dynamic) and ``model.json`` (image size, resize rule, mean, std,
+Writes ``model.onnx`` (input ``images`` (N, 3, H, W) float32, normalised per the contract; outputs ``image_score``
+(N,) and ``anomaly_map`` (N, H, W); N is dynamic) and ``model.json`` (image size, resize rule, mean, std,
 thresholds, input/output names and shapes, what the model was fitted on, versions, opset, measured parity).
 Before anything is written, onnxruntime scores random normalised images and must match ``net.score_images`` to
 ``rtol`` (relative error max|onnx - torch| / max|torch|, per output). Both files are written atomically. Exit
@@ -36,7 +36,7 @@ class ParityError(UserError):
 
 
 class ScoreImages(nn.Module):
-    """The export-shaped forward: normalised images (N, 3, S, S) -> image_score (N,), anomaly_map (N, S, S)."""
+    """The export-shaped forward: normalised images (N, 3, H, W) -> image_score (N,), anomaly_map (N, H, W)."""
 
     def __init__(self, net: AnomalyNet) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ def relative_error(actual, expected: torch.Tensor) -> float:
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    """Trace ``module`` on ``example`` (N, 3, S, S) with a dynamic batch dimension and save one ONNX file."""
+    """Trace ``module`` on ``example`` (N, 3, H, W) with a dynamic batch dimension and save one ONNX file."""
     for name in ("onnxscript", "onnx_ir"):  # their graph optimizers log every rewrite at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     batch = torch.export.Dim("batch", min=1)
@@ -81,15 +81,15 @@ def onnx_parity(path: Path, net: AnomalyNet, batches: list[torch.Tensor]) -> dic
 
 def contract_document(model, output: Path, opset: int, parity: dict) -> dict:
     """The JSON written beside the model: what a runtime needs to feed it and read its outputs."""
-    contract, size, thresholds = model.contract, model.contract.image_size, model.thresholds
+    contract, (height, width), thresholds = model.contract, model.contract.shape, model.thresholds
     return {
         "model": output.name, "format": "onnx",
         **contract.to_dict(),
         "preprocessing": PREPROCESSING,
         "thresholds": {"image": thresholds.image, "pixel": thresholds.pixel} if thresholds.calibrated else None,
-        "inputs": [{"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32"}],
+        "inputs": [{"name": "images", "shape": ["batch", 3, height, width], "dtype": "float32"}],
         "outputs": [{"name": "image_score", "shape": ["batch"], "dtype": "float32"},
-                    {"name": "anomaly_map", "shape": ["batch", size, size], "dtype": "float32"}],
+                    {"name": "anomaly_map", "shape": ["batch", height, width], "dtype": "float32"}],
         "fitted_on": model.fitted_on,
         "fod_lightning_version": metadata.version("fod_lightning"), "torch_version": torch.__version__,
         "exporter": "torch.onnx (dynamo)", "opset": opset,

@@ -1,7 +1,8 @@
 """Scoring new images with a fitted model (``python -m fod_lightning.predict``): raw anomaly maps, overlays and a
 CSV of scores and labels.
 
-Writes ``OUT/maps/<name>.npy`` (float32 (S, S): the map of the pixel metrics at the model's input size S),
+Writes ``OUT/maps/<name>.npy`` (float32 (h, w): the anomaly map at the image's own size, drawn back from the model's
+input by its data contract; NaN where the input did not see the image, outside a ``shorter_side_crop``),
 ``OUT/overlays/<name>.png`` (at the image's own size, one colour scale for the run, the pixel threshold marked),
 ``OUT/scores.csv`` (``image,score,label,output,error,threshold``) and ``OUT/predict.log`` (what was done).
 ``<name>`` is the image's path relative to the input folder without its suffix, so equal file names in
@@ -79,7 +80,7 @@ class ImageFiles(Dataset):
             array = read_image(self.files[index])
         except UserError as err:
             return {"index": index, "error": one_line(err)}
-        return {"index": index, "image": self.transform(image=array)["image"]}  # (3, S, S) normalised
+        return {"index": index, "image": self.transform(image=array)["image"], "size": array.shape[:2]}  # (3, H, W)
 
 
 def collate(items: list[dict]) -> list[dict]:
@@ -124,8 +125,9 @@ def predict(cfg: DictConfig) -> dict:
             for it, score, amap in zip(good, scores.cpu().numpy(), maps.float().cpu().numpy()):
                 row = rows[it["index"]]
                 row |= {"score": f"{float(score):.6g}", "label": label(float(score), image.value)}
+                amap = model.contract.map_to_image(amap, *it["size"])  # the image's own size
                 save_map(out, row["output"], amap)
-                low, high = min(low, float(amap.min())), max(high, float(amap.max()))
+                low, high = min(low, float(np.nanmin(amap))), max(high, float(np.nanmax(amap)))
     scored = [r for r in rows if not r["error"]]
     if scored:
         scale = colour_scale(low, high, pixel.value)
@@ -153,9 +155,9 @@ def save_map(out: Path, name: str, amap: np.ndarray) -> None:
 
 def draw_overlay(out: Path, row: dict, contract: DataContract, threshold: float | None,
                  scale: tuple[float, float]) -> None:  # fmt: skip
-    """The overlay of one scored image at the image's own size (its map drawn back by the data contract)."""
+    """The overlay of one scored image at the image's own size (its map saved at that size)."""
     rgb = read_image(Path(row["image"]))
-    amap = contract.map_to_image(np.load(out / "maps" / f"{row['output']}.npy"), *rgb.shape[:2])
+    amap = np.load(out / "maps" / f"{row['output']}.npy")
     title = f"{row['image']}  score {float(row['score']):.4g} {row['label']}"
     overlay(rgb, amap, threshold, scale, title, out / "overlays" / f"{row['output']}.png")
 

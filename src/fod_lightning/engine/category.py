@@ -23,15 +23,21 @@ from fod_lightning.utils.resources import Cost
 log = logging.getLogger(__name__)
 
 
-def fit_and_test_category(cfg: DictConfig) -> dict:
+def checked_datamodule(cfg: DictConfig):
+    """The category's datamodule, its data checked (every file decoded once) before anything slow is built."""
+    return hydra.utils.instantiate(cfg.data).check()
+
+
+def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
     """Train a fresh model on ``cfg.data.category`` (or resume, or load ``ckpt_path`` with ``train=false``), test it,
     and return its record: the model's :meth:`~fod_lightning.training.module.AnomalyModule.results` with how the
-    tested weights were chosen, the epochs trained and the fit time."""
+    tested weights were chosen, the epochs trained and the fit time. ``datamodule``: the category's, already checked
+    (:func:`checked_datamodule`; None: built and checked here, first)."""
+    datamodule = datamodule or checked_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
     train = cfg.get("train", True)
     resumed = resumable(cfg.ckpt_path) if train and cfg.get("ckpt_path") else None  # read once, also by Lightning
-    model = model_for(cfg, resumed, datamodule.resize)
+    model = model_for(cfg, resumed, datamodule.resize, datamodule.image_size)
     log_dir = Path(cfg.paths.output_dir) / cfg.data.category
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if resumed is not None:  # one metrics history for the category
@@ -96,7 +102,7 @@ def fit_cost(fit: Cost) -> dict:
     return {k: v for k, v in cost.items() if v is not None}
 
 
-def model_for(cfg: DictConfig, resumed: CheckpointRecord | None, resize: str):
+def model_for(cfg: DictConfig, resumed: CheckpointRecord | None, resize: str, image_size: int | list[int]):
     """The model of the config (to train, or to resume from the checkpoint ``resumed``), or with ``train=false`` the
     fitted model of ``ckpt_path`` (any kind of checkpoint). A checkpoint must fit this category, image size and
     backbone, unless ``allow_mismatch=true``; loading never executes code from the file."""
@@ -104,7 +110,7 @@ def model_for(cfg: DictConfig, resumed: CheckpointRecord | None, resize: str):
     if not path:
         return hydra.utils.instantiate(cfg.model)
     backbone = OmegaConf.select(cfg, "model.net.backbone")
-    fits = {"category": cfg.data.category, "image_size": cfg.data.image_size,
+    fits = {"category": cfg.data.category, "image_size": image_size,
             "backbone": backbone.get("name") if backbone is not None else None}  # fmt: skip
     allow = bool(cfg.get("allow_mismatch", False))
     if resumed is not None:

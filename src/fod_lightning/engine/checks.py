@@ -131,7 +131,8 @@ def check_config(cfg: DictConfig) -> None:
     backbone = OmegaConf.select(cfg, "model.net.backbone")
     if backbone is not None:
         check_backbone_name(backbone.name)
-    check_image_size(cfg.data.image_size, tuple((backbone or {}).get("strides") or ()))
+    if cfg.data.image_size != "auto":  # auto: resolved from the images by a datamodule that supports it
+        check_image_size(cfg.data.image_size, tuple((backbone or {}).get("strides") or ()))
     check_devices(cfg.trainer)
     # Before the model is built (its backbone weights may be downloaded): the data must be there.
     hydra.utils.get_class(cfg.data._target_).check_root(cfg.data.root)

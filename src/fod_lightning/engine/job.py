@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fod_lightning.engine.categories import categories_of
-from fod_lightning.engine.category import fit_and_test_category
+from fod_lightning.engine.category import checked_datamodule, fit_and_test_category
 from fod_lightning.engine.checks import check_backbone_node, check_config
 from fod_lightning.engine.objective import objective_value
 from fod_lightning.engine.resume import category_config, resumed_run
@@ -56,10 +56,14 @@ def run(cfg: DictConfig) -> dict:
             write_results(results, output_dir / "results.json")
         return results
 
+    checked = {}  # category -> its datamodule, checked before anything slow
     try:
         check_config(cfg)
         categories = categories_of(cfg)
         resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
+        if len(categories.names) == 1:  # its data now: a broken layout stops the run before it leaves anything
+            name = categories.names[0]
+            checked[name] = checked_datamodule(category_config(cfg, name, resumed))
     except Exception as err:
         if in_multirun():
             record |= {"status": "failed", "error": error_line(err)}
@@ -82,7 +86,9 @@ def run(cfg: DictConfig) -> dict:
         for category in categories.names:
             log.info("category %s", category)
             try:
-                per_category[category] = fit_and_test_category(category_config(cfg, category, resumed))
+                per_category[category] = fit_and_test_category(
+                    category_config(cfg, category, resumed), checked.pop(category, None)
+                )
             except Exception as err:  # recorded; the other categories go on
                 log.error("category %s failed: %s", category, error_line(err), exc_info=user_error(err) is None)
                 per_category[category] = {"status": "failed", "error": error_line(err)}

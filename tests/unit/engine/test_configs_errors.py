@@ -90,9 +90,29 @@ def test_a_missing_root_is_checked_before_the_model_is_built(make_config, tmp_pa
 def test_an_image_size_the_backbone_cannot_tile_stops_with_one_line(make_config, size):
     near = {100: 96, 0: 16, -16: 16, 8: 16, 24: 32, 256.0: 256, "256": 256}[size]
     cfg = make_config(f"data.image_size={size!r}" if isinstance(size, str) else f"data.image_size={size}")
-    says = r"must be a positive multiple of 16 \(the backbone's strides 8, 16 must tile the input\)"
+    says = (
+        r"must be a positive multiple of 16 \(the backbone's strides 8, 16 must tile the input\), or \[H, W\] for "
+        r"a non-square input"
+    )
     with pytest.raises(ConfigError, match=rf"^data.image_size={size!r} {says}: e.g. data.image_size={near}$"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [("[240,320]", None), ("[240,100]", r"data.image_size=\[240, 100\]: 100 must be a positive multiple of 16 .*e.g. "
+                                        r"data.image_size=\[240,96\]$"),
+     ("[240,320,3]", r"must be one side S or two, \[H, W\]")],
+)  # fmt: skip
+def test_a_non_square_input_is_two_sides_each_checked(make_config, size, message):
+    """[H, W] is accepted when both sides tile (the error once said "a positive multiple of 16" of [240, 320]); a side
+    that does not is named, with the nearest sizes that do."""
+    cfg = make_config(f"data.image_size={size}")
+    if message is None:
+        check_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_config(cfg)
 
 
 def test_image_sizes_that_tile(make_config):

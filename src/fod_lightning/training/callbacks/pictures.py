@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from lightning import Callback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchmetrics.classification import BinaryROC
 
+from fod_lightning.data.transforms import read_image, read_mask
 from fod_lightning.metrics.collection import METRICS
 from fod_lightning.metrics.defects import FPR_LIMIT, aupro_and_curve
 from fod_lightning.metrics.thresholds import Threshold, is_anomalous
@@ -69,9 +69,9 @@ class TestPictures(Callback):
     Panels show the raw anomaly maps on one colour scale per category (its test maps' min and max), so normal
     images do not look anomalous; the predicted mask uses the pixel threshold the model's thresholds choose
     (:meth:`~fod_lightning.metrics.thresholds.Thresholds.choose`), named in each panel's title. Panels come worst
-    mistakes first (:func:`panel_order`), file names prefixed with the rank. Images are shown as the model saw
-    them, de-normalised by the data contract. Under DDP, rank zero gathers every process's images and draws
-    them all, once.
+    mistakes first (:func:`panel_order`), file names prefixed with the rank. Each image is shown at its own size, as
+    it is on disk (not squashed to the model's input), its map drawn back by the data contract and its mask read
+    from its file. Under DDP, rank zero draws them all, once.
 
     Args:
         dirpath: output folder (``<run>/<category>/pictures``).
@@ -84,19 +84,12 @@ class TestPictures(Callback):
         self.dirpath = Path(dirpath)
         self.max_panels = max_panels
         self.wandb_table = wandb_table
-        self.images: dict[str, np.ndarray] = {}  # path -> RGB uint8 (S, S, 3) as the model saw it
         self.scale: tuple[float, float] | None = None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.images, self.scale = {}, None
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        images = trainer.datamodule.contract.denormalise(batch.image)
-        self.images |= dict(zip(batch.path, images))
+        self.scale = None
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if trainer.world_size > 1:
-            self.images = self._gathered(trainer)
         items = pl_module.evaluator.predictions
         if not trainer.is_global_zero or not items:
             return
@@ -112,23 +105,17 @@ class TestPictures(Callback):
         self._curves(scores, labels, maps, masks, image, category, trainer)
         order = panel_order(scores, labels)
         width = max(3, len(str(len(order))))
-        panel_paths = {}
+        panel_paths, originals = {}, Originals(trainer.datamodule)
         for rank, k in enumerate(order[: self.max_panels], 1):
             it = items[k]
             path = self.dirpath / "panels" / f"{rank:0{width}d}_{it['defect']}_{Path(it['path']).stem}.png"
             title = (f"#{rank} {category} / {it['defect']} / {Path(it['path']).name}: score {it['score']:.4g}"
                      f"{verdict(it['score'], it['label'], image.value)}\npixel {pixel.text()}")  # fmt: skip
-            panel(self.images[it["path"]], it["mask"], maps[k], pixel.value, self.scale, title, path)
+            panel(*originals.of(it["path"], maps[k]), pixel.value, self.scale, title, path)
             panel_paths[k] = path
         self._log_figures(trainer, category)
         if self.wandb_table:
             self._log_table(trainer, items, maps, order, panel_paths, category)
-
-    def _gathered(self, trainer) -> dict[str, np.ndarray]:
-        """Every process's images on rank zero (empty elsewhere)."""
-        shards = [None] * trainer.world_size if trainer.is_global_zero else None
-        dist.gather_object(self.images, shards, dst=0)
-        return {k: v for shard in shards for k, v in shard.items()} if trainer.is_global_zero else {}
 
     def _curves(self, scores, labels, maps, masks, image: Threshold, category: str, trainer) -> None:
         """ROC + histogram (both classes needed), PRO curve (ground-truth regions needed), training losses."""
@@ -172,15 +159,33 @@ class TestPictures(Callback):
         lo, hi = self.scale
         table = wandb.Table(columns=["path", "defect", "label", "score", "image", "mask", "anomaly_map", "panel",
                                      "rank"])  # fmt: skip
+        originals = Originals(trainer.datamodule)
         for rank, k in enumerate(order, 1):
-            it, shown = items[k], (maps[k] - lo) / max(hi - lo, 1e-12) * 255
+            it = items[k]
+            rgb, mask, amap = originals.of(it["path"], maps[k])
+            shown = np.nan_to_num((amap - lo) / max(hi - lo, 1e-12) * 255, nan=0.0).clip(0, 255)
             panel_image = wandb.Image(str(panel_paths[k])) if k in panel_paths else None
-            table.add_data(it["path"], it["defect"], it["label"], it["score"], wandb.Image(self.images[it["path"]]),
-                           wandb.Image(it["mask"] * 255), wandb.Image(shown.astype(np.uint8)), panel_image,
+            table.add_data(it["path"], it["defect"], it["label"], it["score"], wandb.Image(rgb),
+                           wandb.Image(mask * 255), wandb.Image(shown.astype(np.uint8)), panel_image,
                            rank)  # fmt: skip
         for lg in loggers:
             with staging_inside(lg.experiment):
                 lg.experiment.log({f"test/{category}/predictions": table})
+
+
+class Originals:
+    """Test images as they are on disk: the image, its mask (zeros without one) and a map of the model's input drawn
+    back onto it by the data contract (NaN where the input did not see the image)."""
+
+    def __init__(self, datamodule) -> None:
+        self.contract = datamodule.contract
+        self.masks = {str(s.image_path): s.mask_path for s in datamodule.split("test").samples}
+
+    def of(self, path: str, amap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rgb = read_image(Path(path))
+        mask_path = self.masks.get(path)
+        mask = read_mask(mask_path) if mask_path is not None else np.zeros(rgb.shape[:2], np.uint8)
+        return rgb, mask, self.contract.map_to_image(amap, *rgb.shape[:2])
 
 
 def wandb_loggers(trainer) -> list:
