@@ -43,10 +43,13 @@ def read_offline_run(run_dir):
     return records
 
 
-def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path, monkeypatch):
+def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path, monkeypatch, capfd, caplog):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "false")  # W&B's own warnings shown, to see that none is about anonymous
     cfg = make_config("logger=wandb", "data.category=brick", "task_name=wandb_test")
     run(cfg)
+    said = capfd.readouterr().err + caplog.text
+    assert "anonymous setting" not in said and "litlogger" not in said  # foreign tips and warnings are silenced
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2, runs  # the category's run and the closing summary run
     history_keys, config, summary_keys, names, groups, tags, job_types = set(), {}, set(), set(), set(), set(), set()
@@ -68,6 +71,7 @@ def test_offline_run_holds_metrics_config_and_image_table(make_config, tmp_path,
             elif kind == "artifact":
                 staged += [(run_dir, c.path, Path(c.local_path)) for c in record.artifact.manifest.contents]
     assert names == {"brick-seed3407", "summary"} and groups == {"wandb_test"}
+    assert {"thresholds/image", "thresholds/pixel", "thresholds/statement"} <= summary_keys
     assert job_types == {"train", "summary"}
     assert {"textures", "brick", "tf_efficientnet_lite0"} <= tags
     assert {"train/stage0/rec", "train/stage1/inter_ent", "val/image_auroc", "val/image_auroc_best",

@@ -12,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 from fod_lightning.deploy.checkpoint import check_fits, fitted_model, resumable
 from fod_lightning.engine.resume import continue_history, earlier_history
 from fod_lightning.errors import ConfigError
+from fod_lightning.metrics.thresholds import statement
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
+from fod_lightning.reporting.test_scores import write_test_scores
 from fod_lightning.training.callbacks.best_checkpoint import BestMetricCheckpoint
 from fod_lightning.training.checkpoint_format import CheckpointRecord
 from fod_lightning.training.checkpoint_io import ReadOnceCheckpointIO
@@ -60,6 +62,9 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
         if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
             trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
+            if trainer.is_global_zero and model.evaluator.predictions:
+                write_test_scores(log_dir / "scores.csv", model.evaluator.predictions, model.thresholds.image)
+        log_thresholds(loggers, model)
         if keep == "none":
             remove_checkpoints(trainer)
     finally:
@@ -68,7 +73,26 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
     record = model.results()
     return record | {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
+                      "fitted_in_one_pass": model.fitted_in_one_pass, "thresholds": thresholds_record(model),
                       "cost": record.get("cost", {}) | fit_cost(fit)}  # fmt: skip
+
+
+def thresholds_record(model) -> dict | None:
+    """The decision thresholds the tested model carries, how they were set and what they promise."""
+    saved = model.thresholds.calibrated
+    if not saved:
+        return None
+    keys = ("image", "pixel", "source", "image_rule", "false_alarm_rate", "image_quantile", "pixel_quantile",
+            "num_images", "held_out")  # fmt: skip
+    return {k: saved[k] for k in keys if k in saved} | {"statement": statement(saved)}
+
+
+def log_thresholds(loggers: list, model) -> None:
+    """The thresholds in each W&B run's summary (its other loggers have them in results.json)."""
+    record = thresholds_record(model)
+    for lg in loggers:
+        if record and isinstance(lg, WandbLogger):
+            lg.experiment.summary.update({f"thresholds/{k}": v for k, v in record.items()})
 
 
 def early_stopping(cfg: DictConfig) -> list[EarlyStopping]:

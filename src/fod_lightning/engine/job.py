@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fod_lightning.engine.advice import validation_advice
 from fod_lightning.engine.categories import categories_of
 from fod_lightning.engine.category import checked_datamodule, fit_and_test_category
 from fod_lightning.engine.checks import check_backbone_node, check_config
@@ -26,6 +27,7 @@ from fod_lightning.reporting.results import (
 )
 from fod_lightning.reporting.run_record import run_record
 from fod_lightning.utils.hydra_job import choice, in_multirun
+from fod_lightning.utils.quiet import silence_foreign_tips
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def run(cfg: DictConfig) -> dict:
     the folder Hydra made for this command is then removed. A single run stopped by its config before any category
     started leaves no run folder behind (a multirun keeps the failed job's ``results.json``: the sweep says why)."""
     check_backbone_node(cfg)  # first: without it the config cannot even be recorded
+    silence_foreign_tips()
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
     hydra_folder = output_dir = Path(cfg.paths.output_dir)
     datamodule_cls = hydra.utils.get_class(cfg.data._target_)
@@ -104,12 +107,16 @@ def run(cfg: DictConfig) -> dict:
         if output_dir != hydra_folder and rank_zero_only.rank == 0:
             remove_unused_run_folder(hydra_folder)
     record |= {"status": "done", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    advice = validation_advice(per_category, protocol)
+    notes += advice
     if cfg.get("optimized_metric"):  # what the sweeper optimises, kept with the job (a study survives its process)
         name = cfg.optimized_metric
         record["objective"] = {"name": name, "value": objective_value(save(), name)}
     results = save()
     if rank_zero_only.rank == 0:
         report(cfg, results, output_dir)
+        for line in advice:  # last, where it is seen
+            log.warning(line)
     return results
 
 

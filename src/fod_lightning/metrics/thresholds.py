@@ -1,9 +1,19 @@
 """Decision thresholds saved with a fitted model: anomalous when the score exceeds them.
 
-``normal`` (default): a quantile of the scores of normal images the model was not trained on (the held-out
-calibration images, see ``data.calibration_fraction``): ``image_quantile`` of their image scores and
-``pixel_quantile`` of all their anomaly-map pixels. It needs no defect examples; the expected false-alarm
-rate on normal parts is about ``1 - quantile``.
+``normal`` (default): from the scores of normal images the model was not trained on (the held-out calibration
+images, see ``data.calibration_fraction``); no defect examples needed. The image threshold follows ``image_rule``:
+
+- ``quantile``: the ``image_quantile`` of their image scores (with n images anything above 1 - 1/(n + 1) is their
+  maximum, whatever the quantile asks);
+- ``conformal``: the k-th smallest of the n scores, k = ceil((n + 1)(1 - false_alarm_rate)): a new normal image from
+  the same distribution scores above it with probability (n + 1 - k) / (n + 1) <= false_alarm_rate (split conformal,
+  exact for exchangeable scores, no assumption on their distribution); with too few images (k > n) the maximum, whose
+  rate 1 / (n + 1) is stated instead;
+- ``bound``: mean + t * s * sqrt(1 + 1/n), the one-sided prediction bound of a normal sample at false_alarm_rate (t: the
+  Student quantile with n - 1 degrees of freedom): a margin that grows as n shrinks, exact if the scores are normally
+  distributed.
+
+The pixel threshold is the ``pixel_quantile`` of all their anomaly-map pixels (pixels are plentiful).
 
 ``val_f1``: the F1-max thresholds of the labelled validation split of ``data.val_protocol=from_train``
 (held-out normal images and synthetic-defect copies). Under ``paper`` the validation split is the test
@@ -17,17 +27,20 @@ score at or above a threshold is anomalous (the rule of the F1-max thresholds).
 """
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from fod_lightning.errors import ConfigError
 from fod_lightning.metrics.f1_max import BinaryF1Max
 from fod_lightning.utils.checks import is_int
 
 SOURCES = ("normal", "val_f1", "none")
+IMAGE_RULES = ("quantile", "conformal", "bound")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,8 @@ class CalibrationSettings:
     """``model.calibration``: how thresholds are chosen (see the module docstring)."""
 
     source: str = "normal"
+    image_rule: str = "quantile"
+    false_alarm_rate: float = 0.01  # the rate the conformal and bound rules aim at
     image_quantile: float = 0.99
     pixel_quantile: float = 0.999
     min_images: int = 10  # fewer calibration images: calibrated anyway, with a warning wherever it is shown
@@ -42,6 +57,12 @@ class CalibrationSettings:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ConfigError(f"model.calibration.source={self.source!r} is unknown; use one of {SOURCES}")
+        if self.image_rule not in IMAGE_RULES:
+            raise ConfigError(f"model.calibration.image_rule={self.image_rule!r} is unknown; use one of "
+                              f"{', '.join(IMAGE_RULES)}")  # fmt: skip
+        if not 0.0 < self.false_alarm_rate < 1.0:
+            raise ConfigError(f"model.calibration.false_alarm_rate={self.false_alarm_rate} must be in (0, 1): "
+                              "e.g. 0.01")  # fmt: skip
         for key in ("image_quantile", "pixel_quantile"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"model.calibration.{key}={getattr(self, key)} must be in (0, 1]")
@@ -57,17 +78,13 @@ class CalibrationSettings:
 
 
 @torch.no_grad()
-def normal_thresholds(
-    score_images: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    images: Iterable[torch.Tensor],
-    image_quantile: float,
-    pixel_quantile: float,
-) -> dict:
-    """Quantiles of the image scores and map pixels of normal images.
+def normal_scores(
+    score_images: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], images: Iterable[torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image scores (n,) and every map pixel (flattened) of batches of normalised normal images.
 
     Args:
         score_images: images (B, 3, H, W) -> (image_score (B,), anomaly_map (B, H, W)).
-        images: batches of normalised normal images.
     """
     scores, maps = [], []
     for batch in images:
@@ -76,12 +93,35 @@ def normal_thresholds(
         maps.append(amap.float().cpu().numpy().ravel())
     if not scores:
         raise ValueError("threshold calibration needs at least one normal image")
-    scores = np.concatenate(scores)
-    return {
-        "image": float(np.quantile(scores, image_quantile)),
-        "pixel": float(np.quantile(np.concatenate(maps), pixel_quantile)),
-        "num_images": int(len(scores)),
-    }
+    return np.concatenate(scores), np.concatenate(maps)
+
+
+def image_threshold(scores: np.ndarray, settings: "CalibrationSettings") -> tuple[float, float | None]:
+    """The image threshold of ``settings.image_rule`` on normal ``scores`` (n,), and the false-alarm rate it states
+    for new normal images (None where the rule states none: ``quantile``)."""
+    n, alpha = len(scores), settings.false_alarm_rate
+    if settings.image_rule == "quantile":
+        return float(np.quantile(scores, settings.image_quantile)), None
+    if settings.image_rule == "conformal":
+        k = min(n, math.ceil((n + 1) * (1 - alpha)))
+        return float(np.sort(scores)[k - 1]), (n + 1 - k) / (n + 1)
+    spread = float(np.std(scores, ddof=1)) if n > 1 else 0.0
+    t = float(student_t.ppf(1 - alpha, n - 1)) if n > 1 else 0.0
+    return float(np.mean(scores) + t * spread * math.sqrt(1 + 1 / n)), alpha
+
+
+def normal_thresholds(
+    score_images: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    images: Iterable[torch.Tensor],
+    settings: "CalibrationSettings",
+) -> dict:
+    """The thresholds of normal images: the image one by ``settings.image_rule``, the pixel one the
+    ``pixel_quantile`` of every map pixel; with the rate the image rule states (``false_alarm_rate``) and the
+    number of images."""
+    scores, pixels = normal_scores(score_images, images)
+    image, rate = image_threshold(scores, settings)
+    return {"image": image, "pixel": float(np.quantile(pixels, settings.pixel_quantile)),
+            "num_images": int(len(scores)), "false_alarm_rate": rate}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,9 +186,10 @@ class Thresholds:
                 return None
             record |= {**self.validation, "split": "validation (from_train)"}
         else:
-            found = normal_thresholds(score_images, batches(), settings.image_quantile, settings.pixel_quantile)
-            record |= found | {"image_quantile": settings.image_quantile, "pixel_quantile": settings.pixel_quantile,
-                               "held_out": held_out, "min_images": settings.min_images}  # fmt: skip
+            found = normal_thresholds(score_images, batches(), settings)
+            record |= found | {"image_rule": settings.image_rule, "image_quantile": settings.image_quantile,
+                               "pixel_quantile": settings.pixel_quantile, "held_out": held_out,
+                               "min_images": settings.min_images}  # fmt: skip
             if found["num_images"] < settings.min_images and self.calibrated is None:  # once per fit
                 log.warning("thresholds calibrated on %s: %s", found["num_images"], few_images(record))
         self.calibrated, self._calibrated_step = record, step
@@ -159,7 +200,9 @@ class Thresholds:
         saved = self.calibrated or {}
         if saved.get("source") == "normal":
             where = "held-out normal images" if saved.get("held_out") else "normal training images (not held out)"
-            text = f"calibrated on {saved.get('num_images', '?')} {where}, quantile {saved.get(f'{kind}_quantile')}"
+            rule = saved.get("image_rule", "quantile") if kind == "image" else "quantile"
+            how = f"quantile {saved.get(f'{kind}_quantile')}" if rule == "quantile" else rule
+            text = f"calibrated on {saved.get('num_images', '?')} {where}, {how}"
             return f"{text}; {few_images(saved)}" if few_images(saved) else text
         if saved.get("source") == "val_f1":
             return "calibrated: validation F1-max, from_train"
@@ -189,6 +232,32 @@ class Thresholds:
             else:
                 chosen.append(Threshold(None, f"no {kind} threshold"))
         return chosen[0], chosen[1]
+
+
+def statement(record: dict | None) -> str:
+    """What a calibrated record promises, in words (``results.json``, the summary, W&B)."""
+    if not record:
+        return "no calibrated thresholds"
+    if record.get("source") == "val_f1":
+        return "F1-max thresholds of the held-out validation split (normal images and synthetic defects)"
+    if record.get("source") != "normal":
+        return f"thresholds of source {record.get('source')}"
+    n, rule, rate = record.get("num_images"), record.get("image_rule", "quantile"), record.get("false_alarm_rate")
+    what = f"{n} {'held-out normal images' if record.get('held_out') else 'normal training images (not held out)'}"
+    if rule == "conformal":
+        claim = (f"a new normal image of the same kind scores at or above the image threshold with probability at "
+                 f"most {rate:.3g} (conformal order statistic of {what})")  # fmt: skip
+    elif rule == "bound":
+        claim = (f"false-alarm rate {rate:.3g} on new normal images if their scores are normally distributed "
+                 f"(prediction bound of {what})")  # fmt: skip
+    else:
+        expected = max(1 - record.get("image_quantile", 0.99), 1 / (n + 1)) if n else None
+        claim = (f"the {record.get('image_quantile')} quantile of {what}: about {expected:.2g} of new normal images "
+                 "above it, and more with few images")  # fmt: skip
+    if not record.get("held_out"):
+        claim += "; biased low, since the model was trained on them"
+    pixel = f"; pixel threshold: the {record.get('pixel_quantile')} quantile of their pixels"
+    return claim + pixel + (f"; {few_images(record)}" if few_images(record) else "")
 
 
 def few_images(record: dict) -> str:

@@ -51,6 +51,6 @@ def summarize_folder(folder: Path) -> Summary:
         summary.figure = folder / "summary.png"
         test_tables, best_tables = ({k: t[reading] for k, t in tables.items()} for reading in ("test", "best"))
         setting_bars(test_tables, {k: s.label for k, s in settings.items()}, METRICS,
-                     "test split: mean over seeds, error bar = std; black: best validation epoch (authors' protocol)",
+                     "test split: mean over seeds, error bar = std; black: the best validation epoch",
                      summary.figure, best_tables)  # fmt: skip
     return summary

@@ -169,6 +169,17 @@ def readable(value: str) -> str:
     return value if len(value) <= 8 else f"{number:.4g}"
 
 
+EPOCH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.check_val_every_n_epoch",
+              "trainer.min_epochs", "early_stopping_patience")  # fmt: skip
+
+
+def fitted_in_one_pass(key: str, jobs: list[Job]) -> bool:
+    """Whether every category of the setting's jobs was fitted in one pass (a statistics model: no epochs)."""
+    flags = [c.get("fitted_in_one_pass") for j in jobs if j.results is not None and setting_key(j.results) == key
+             for c in j.results.get("categories", {}).values() if isinstance(c, dict)]  # fmt: skip
+    return bool(flags) and all(flags)
+
+
 def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
     """Each setting's label: the overrides whose values differ between settings; when none differ (one setting), the
     overrides every job was given (``default`` if none)."""
@@ -185,8 +196,11 @@ def label_settings(settings: dict[str, Setting], jobs: list[Job]) -> None:
         return "default" if found is None or OmegaConf.is_config(found) else str(found)
 
     varying = [k for k in keys if len({value(s, k) for s in settings.values()}) > 1]
+    one_pass = {key for key in settings if fitted_in_one_pass(key, jobs)}
     for s in settings.values():
         shown = varying or sorted(s.overrides)
+        if s.key in one_pass:  # no epochs to speak of: trainer.max_epochs=100 would mislead
+            shown = [k for k in shown if k not in EPOCH_KEYS]
         s.label = ", ".join(f"{k}={readable(value(s, k))}" for k in shown) or "default"
     labels = [s.label for s in settings.values()]
     for s in settings.values():

@@ -1,6 +1,7 @@
 """Matplotlib figures: per-image panels, ROC curve and score histogram, PRO curve, training losses, prediction
 overlays, per-setting and per-category bars."""
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -174,7 +175,8 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
         for k, key in enumerate(keys):
             stats = [tables[key].get(c, {}).get(metric) for c in categories]
             bars = ax.bar(np.arange(len(categories)) + k * width, [s.mean if s else 0 for s in stats], width,
-                          yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2, label=labels[key])  # fmt: skip
+                          yerr=[(s.std or 0) if s else 0 for s in stats], capsize=2,
+                          label=textwrap.fill(labels[key], 60))  # fmt: skip
             ax.bar_label(bars, [f"{s.mean:.3f}" if s else "n/a" for s in stats], fontsize=7, rotation=90, padding=2)
             marks = [(best or {}).get(key, {}).get(c, {}).get(metric) for c in categories]
             if any(marks):
@@ -183,8 +185,10 @@ def setting_bars(tables: dict[str, dict[str, dict]], labels: dict[str, str], met
                            label="best validation epoch" if k == 0 else None)  # fmt: skip
         ax.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories, rotation=30, ha="right")
         ax.set(ylim=(0, 1.3), yticks=np.linspace(0, 1, 5), ylabel=metric)  # room above 1 for the values
-    axes[0, 0].set_title(title)
-    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[0, 0].set_title("\n".join(textwrap.fill(line, 110) for line in title.split("\n")), fontsize=9)
+    # below the panels, labels wrapped: a long setting label (every override of a single run) stays readable
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8,
+               ncol=1 if len(keys) > 2 else len(keys) + 1)  # fmt: skip
     _save(fig, path)
 
 

@@ -144,6 +144,24 @@ def _seed(job: Job) -> str:
     return str(job.run.get("seed", "?"))
 
 
+def thresholds_markdown(jobs: list[Job]) -> str:
+    """Per job and category: the calibrated image and pixel thresholds, their rule and images; then what the first
+    one promises (the same words for every job of a setting)."""
+    lines = ["| category | seed | image | pixel | rule | images | held out |", "|---|---|---|---|---|---|---|"]
+    said = ""
+    for job in jobs:
+        for category, result in job.results.get("categories", {}).items():
+            t = result.get("thresholds") if isinstance(result, dict) else None
+            if not t:
+                continue
+            rule = t.get("image_rule", t.get("source"))
+            image, pixel = (f"{t[k]:.4g}" if isinstance(t.get(k), int | float) else "-" for k in ("image", "pixel"))
+            lines.append(f"| {category} | {_seed(job)} | {image} | {pixel} | {rule} | {t.get('num_images', '-')} | "
+                         f"{'yes' if t.get('held_out') else 'no'} |")  # fmt: skip
+            said = said or t.get("statement", "")
+    return "\n".join(lines) + (f"\n\n{said}" if said else "") if len(lines) > 2 else ""
+
+
 def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Setting], jobs: list[Job],
                    notes: list[str], folder: Path, costs: dict[str, dict[str, Stat]]) -> str:  # fmt: skip
     done = sum(j.status == "done" for j in jobs)
@@ -170,6 +188,8 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
         if defects.get(key):
             parts.append("### per defect type (test split): image AUROC of the normal test images vs each type's "
                          f"images, pixel AUPRO over their maps\n\n{defect_markdown(defects[key])}\n")  # fmt: skip
+        if thresholds := thresholds_markdown([j for j in jobs if j.results and setting_key(j.results) == key]):
+            parts.append(f"### decision thresholds of the tested models\n\n{thresholds}\n")
     text = "\n".join(parts)
     write_text_atomic(path, text)
     return text

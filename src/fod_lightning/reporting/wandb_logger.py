@@ -98,6 +98,10 @@ class WandbLogger(LightningWandbLogger):
     def experiment(self):
         if self._experiment is not None:
             return super().experiment
+        # Lightning always passes anonymous=None, which W&B warns about ("The anonymous setting has no effect") on
+        # every run: not the user's concern (tests/integration/test_wandb_offline.py checks the warning stays away)
+        if getattr(self, "_wandb_init", {}).get("anonymous", False) is None:
+            self._wandb_init.pop("anonymous")
         with wandb_folders_inside(Path(self.save_dir or ".") / "wandb"):
             return super().experiment
 

@@ -19,6 +19,7 @@ from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
 from fod_lightning.training.checkpoint_format import BEST_KEY, META_KEY, CheckpointRecord, metadata_entry
 from fod_lightning.training.plugins import moved_classes
+from fod_lightning.utils.progress import with_progress
 
 BACKBONE_PREFIX = "net.backbone."  # the frozen backbone's weights in the state dict
 
@@ -125,8 +126,14 @@ class AnomalyModule(LightningModule):
         values = self.evaluator.compute(stage, self.current_epoch, track_best=not sanity)
         if stage == "val":  # for pictures under from_train and the val_f1 calibration
             self.thresholds.record_validation(**self.evaluator.f1_thresholds, epoch=self.current_epoch)
+        # Under the paper protocol the validation split is the test split: the progress bar says so (the logged key
+        # stays val/..., which test_ckpt_metric and optimized_metric name)
+        test_as_val = stage == "val" and getattr(self.trainer.datamodule, "val_protocol", "paper") == "paper"
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name.endswith("auroc"))
+            shown = name.endswith("auroc")
+            self.log(f"{stage}/{name}", value, prog_bar=shown and not test_as_val)
+            if shown and test_as_val:
+                self.log(f"test_as_val/{name}", value, prog_bar=True, logger=False)
             if stage == "val" and not sanity:
                 self.log(f"{stage}/{name}_best", self.evaluator.best[f"{stage}/{name}"][0])
 
@@ -156,7 +163,9 @@ class AnomalyModule(LightningModule):
         are kept (:mod:`fod_lightning.training.finish`), never a side effect of saving."""
 
         def batches():
-            return (b.image.to(self.device) for b in datamodule.calibration_dataloader())
+            loader = datamodule.calibration_dataloader()
+            what = f"calibrating the thresholds of epoch {epoch} on normal images (batches)"
+            return (b.image.to(self.device) for b in with_progress(loader, what, len(loader)))
 
         was_training = self.net.training
         self.net.eval()

@@ -6,6 +6,7 @@ import torch
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.training.module import AnomalyModule
+from fod_lightning.utils.progress import with_progress
 
 
 class StatisticsModule(AnomalyModule):
@@ -20,8 +21,11 @@ class StatisticsModule(AnomalyModule):
         raise NotImplementedError(f"{type(self).__name__} does not implement fit")
 
     def fit_start(self, datamodule) -> None:
+        loader = datamodule.reference_dataloader()
+        batches = with_progress(loader, f"{type(self.net).__name__}: fitting on the normal training images (batches)",
+                                len(loader))  # fmt: skip
         with torch.no_grad():
-            self.fit(batch.image.to(self.device) for batch in datamodule.reference_dataloader())
+            self.fit(batch.image.to(self.device) for batch in batches)
 
     @property
     def fitted_in_one_pass(self) -> bool:

@@ -36,7 +36,8 @@ def test_one_job_trains_each_category_of_a_list_or_of_all_and_records_the_notes(
     assert (listed.names, listed.missing, listed.custom) == (["widget", "bottle"], [], [])
     results = run(make_config("data=mvtec", f"data.root={root}", "data.category=all", textures=False))
     assert list(results["categories"]) == ["bottle", "widget"] == results["run"]["categories_planned"]
-    assert len(results["notes"]) == 2 and "run as categories: widget" in results["notes"][1]
+    layout = [n for n in results["notes"] if "categor" in n.split(":")[0]]  # besides any advice on the tiny models
+    assert len(layout) == 2 and "run as categories: widget" in layout[1]
 
 
 def test_unknown_names_and_folder_data_get_one_line_fixes(make_config, tmp_path):

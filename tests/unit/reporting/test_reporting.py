@@ -145,3 +145,22 @@ def test_objective_is_the_mean_over_the_jobs_categories():
     assert objective_value(results, "val/image_auroc") == pytest.approx(0.7)
     assert objective_value(results, "val/image_auroc_best") == pytest.approx(0.8)
     assert objective_value(results, "test/image_auroc") == pytest.approx(0.6)
+
+
+def test_a_single_runs_summary_figure_stays_readable_with_a_long_setting_label(tmp_path):
+    """A single run's setting is labelled by every override it was given: the legend goes below the panels, wrapped,
+    so the figure keeps its width and matplotlib's layout warnings stay away."""
+    import warnings
+
+    from PIL import Image
+
+    from fod_lightning.reporting import plots
+    from fod_lightning.reporting.tables import Stat
+
+    label = ", ".join(f"data.setting_{i}=value{i}" for i in range(14))
+    stats = {c: {m: Stat(0.8, 0.01, 3) for m in ("image_auroc", "pixel_auroc")} for c in ("a", "b", "mean")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.setting_bars({"s": stats}, {"s": label}, ("image_auroc", "pixel_auroc"), "title", tmp_path / "s.png")
+    width, height = Image.open(tmp_path / "s.png").size
+    assert width < 700 and height > width

@@ -14,6 +14,7 @@ from fod_lightning.training.fod.branch_analysis import BranchAnalysis
 from fod_lightning.training.fod.feature_cache import FeatureCache, compute_maps, file_identity
 from fod_lightning.training.fod.features import FeatureBatch, FeatureDataset
 from fod_lightning.training.module import AnomalyModule
+from fod_lightning.utils.progress import with_progress
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -124,20 +125,23 @@ class FODLitModule(AnomalyModule):
             "weights": file_identity(backbone.weights_file) if backbone.weights_file else backbone.weights_source,
             **datamodule.contract.to_dict(),
         }
-        batches = (b.image.to(self.device) for b in datamodule.reference_dataloader())
-        return self.feature_cache.features(images, settings, lambda: compute_maps(batches, self.net.pooled_features))
+        compute = lambda: compute_maps(self.reference_batches(), self.net.pooled_features)  # noqa: E731
+        return self.feature_cache.features(images, settings, compute)
 
     def training_features_uncached(self) -> list[torch.Tensor]:
         """Pooled backbone maps (N, C, h, w) of every image of the reference split, computed now."""
-        batches = (b.image.to(self.device) for b in self.trainer.datamodule.reference_dataloader())
-        return compute_maps(batches, self.net.pooled_features)
+        return compute_maps(self.reference_batches(), self.net.pooled_features)
+
+    def reference_batches(self):
+        """The normal training images, once, in order, on the model's device, with progress lines."""
+        loader = self.trainer.datamodule.reference_dataloader()
+        what = "FOD: backbone features of the normal training images (batches)"
+        return (b.image.to(self.device) for b in with_progress(loader, what, len(loader)))
 
     @torch.no_grad()
     def reference_maps(self) -> list[torch.Tensor]:
         """Mean pooled maps (C, h, w) of every normal training image (unsharded: each process sees all)."""
-        datamodule = self.trainer.datamodule
-        images = (b.image.to(self.device) for b in datamodule.reference_dataloader())
-        return mean_feature_maps(images, self.net.pooled_features)
+        return mean_feature_maps(self.reference_batches(), self.net.pooled_features)
 
     def training_step(self, batch: Batch | FeatureBatch, batch_idx: int) -> torch.Tensor:
         maps = batch.features if isinstance(batch, FeatureBatch) else self.net.pooled_features(batch.image)
