@@ -183,6 +183,9 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     "python -m fod_lightning.run data=visa data.root=/data/VisA data.category=all": Run(),
     "python -m fod_lightning.run data=folder data.root=/data/widgets data.normal_dir=good "
     "data.abnormal_dirs=[scratch,dent] data.mask_dir=masks data.category=widget": Run(),
+    # Your own images: which model
+    "python -m fod_lightning.run data=folder data.root=/data/widgets data.normal_dir=good "
+    "data.abnormal_dirs=[scratch,dent] data.mask_dir=masks data.category=widget model=patchcore": Run(),
     "python -m fod_lightning.run experiment=paper_mvtec data.root=/data/mvtec_anomaly_detection": Run(
         add=(LITE0,), why=NO_HUB
     ),

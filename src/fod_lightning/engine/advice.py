@@ -2,7 +2,7 @@
 
 import math
 
-ALTERNATIVES = "experiment=fod_plus or model=patchcore (README: Which model for your own images)"
+ALTERNATIVES = 'experiment=fod_plus or model=patchcore (README: "Your own images: which model")'
 BELOW_CHANCE = 0.5
 FALL = 0.05  # a drop from the best validation epoch larger than seed noise on the embedded benchmark
 

@@ -5,10 +5,10 @@ images, see ``data.calibration_fraction``); no defect examples needed. The image
 
 - ``quantile``: the ``image_quantile`` of their image scores (with n images anything above 1 - 1/(n + 1) is their
   maximum, whatever the quantile asks);
-- ``conformal``: the k-th smallest of the n scores, k = ceil((n + 1)(1 - false_alarm_rate)): a new normal image from
-  the same distribution scores above it with probability (n + 1 - k) / (n + 1) <= false_alarm_rate (split conformal,
-  exact for exchangeable scores, no assumption on their distribution); with too few images (k > n) the maximum, whose
-  rate 1 / (n + 1) is stated instead;
+- ``conformal`` (the default): the k-th smallest of the n scores, k = ceil((n + 1)(1 - false_alarm_rate)): a new
+  normal image from the same distribution scores above it with probability (n + 1 - k) / (n + 1) <= false_alarm_rate
+  (split conformal, exact for exchangeable scores, no assumption on their distribution); with too few images (k > n)
+  the maximum, whose rate 1 / (n + 1) is stated instead;
 - ``bound``: mean + t * s * sqrt(1 + 1/n), the one-sided prediction bound of a normal sample at false_alarm_rate (t: the
   Student quantile with n - 1 degrees of freedom): a margin that grows as n shrinks, exact if the scores are normally
   distributed.
@@ -48,7 +48,7 @@ class CalibrationSettings:
     """``model.calibration``: how thresholds are chosen (see the module docstring)."""
 
     source: str = "normal"
-    image_rule: str = "quantile"
+    image_rule: str = "conformal"
     false_alarm_rate: float = 0.01  # the rate the conformal and bound rules aim at
     image_quantile: float = 0.99
     pixel_quantile: float = 0.999

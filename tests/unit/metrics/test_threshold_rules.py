@@ -38,9 +38,10 @@ def test_the_bound_rule_is_the_student_prediction_bound():
     assert threshold == pytest.approx(expected) and rate == 0.01 and threshold > scores.max()
 
 
-def test_the_quantile_rule_is_todays_and_states_its_limit_with_few_images():
+def test_the_quantile_rule_is_the_old_default_and_states_its_limit_with_few_images():
+    assert CalibrationSettings().image_rule == "conformal"  # the default since 2026-12-06
     scores = np.arange(15.0)
-    threshold, rate = image_threshold(scores, CalibrationSettings())
+    threshold, rate = image_threshold(scores, CalibrationSettings(image_rule="quantile"))
     assert threshold == np.quantile(scores, 0.99) and rate is None
     record = {"source": "normal", "image_rule": "quantile", "image_quantile": 0.99, "pixel_quantile": 0.999,
               "num_images": 15, "held_out": True, "min_images": 10}  # fmt: skip
