@@ -52,12 +52,18 @@ def test_backbone_configs_instantiate(make_config, backbone):
 def test_group_options_instantiate(make_config, group):
     for option in options(group):
         gpu = group == "trainer" and option == "gpu"
-        paper = option.startswith("paper_")
-        cfg = make_config(f"{group}={option}", tiny=not (gpu or paper))
+        paper, ad2 = option.startswith("paper_"), option.startswith("mvtec_ad2")
+        cfg = make_config(f"{group}={option}", tiny=not (gpu or paper or ad2))
         if paper:  # the authors' settings on a real benchmark
             assert cfg.model.net.backbone.name == "wide_resnet50_2" and cfg.data.image_size == 256
             assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.seed) == (100, 1, 3407)
             assert cfg.data._target_.startswith(f"fod_lightning.data.{option.removeprefix('paper_')}.")
+            continue
+        if ad2:  # MVTec AD 2's protocol: validation/good only, AU-PRO to 0.05, pixel metrics at full size
+            assert cfg.data._target_ == "fod_lightning.data.mvtec_ad2.MVTecAD2DataModule"
+            assert (cfg.model.aupro_fpr_limit, cfg.data.val_protocol, cfg.data.metrics_resolution) == (
+                0.05, "from_train", "original")  # fmt: skip
+            assert (cfg.model.net.memory_weight > 0) == option.endswith("fod_plus")
             continue
         if group == "experiment":  # the ablations build their model
             model = hydra.utils.instantiate(cfg.model)
@@ -87,7 +93,8 @@ def test_data_configs_instantiate(make_config, data):
     assert cls.categories and (size == "auto" if data == "folder" else size % 16 == 0)  # folder: from its images
     category = cfg.data.category if cfg.data.category != "all" else cls.categories[-1]
     datamodule = hydra.utils.instantiate(cfg.data, category=category)  # the files are read at setup
-    protocol = "from_train" if data == "folder" else "paper"  # your own data: never validated on its few defects
+    # your own data: never validated on its few defects; MVTec AD 2: on validation/good, its only normal hold-out
+    protocol = "from_train" if data in ("folder", "mvtec_ad2") else "paper"
     assert datamodule.category == category and datamodule.val_protocol == protocol and not datamodule.augment
 
 

@@ -38,7 +38,8 @@ def test_fixed_job_keeps_its_recorded_numbers(tmp_path):
     results = run(compose_config(tmp_path, FIXED))
     category = results["categories"]["brick"]
     measured = {k: category[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max",
-                                         "pixel_f1_max", "num_images", "val", "best", "defects")}  # fmt: skip
+                                         "pixel_f1_max", "num_images", "val", "best", "defects", "image_ap",
+                                         "pixel_ap", "mad")}  # fmt: skip  # the last three added 2026-12-06
     checkpoint = torch.load(tmp_path / "out/brick/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
     saved = checkpoint["anomaly_model"]["thresholds"]
     measured["thresholds"] = {k: saved[k] for k in ("image", "pixel", "num_images")}

@@ -187,6 +187,13 @@ def write_profile(variant: Variant, device: torch.device, path: Path) -> None:
 
 
 def main(argv=None) -> dict:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scale"]:  # python -m fod_lightning.bench scale: the costs of a real benchmark's category
+        from fod_lightning.bench.scale import main as scale
+
+        return scale(argv[1:])
     args = parse(argv)
     device = torch.device(args.device)
     images = load_images(args.data_root, args.image_size)

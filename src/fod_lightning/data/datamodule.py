@@ -21,6 +21,7 @@ from fod_lightning.errors import ConfigError
 from fod_lightning.utils.checks import check_count
 
 log = logging.getLogger(__name__)
+METRICS_RESOLUTIONS = ("input", "original")
 
 
 class AnomalyDataModule(LightningDataModule):
@@ -37,6 +38,8 @@ class AnomalyDataModule(LightningDataModule):
         image_size: the network input: S (S x S) or [H, W].
         resize: how an image is brought to the input (``square``: aspect ignored; ``shorter_side_crop``: aspect kept,
             centre crop); None: the benchmark's rule (the authors').
+        metrics_resolution: ``input``: pixel metrics on the maps and masks at the model's input size (the authors');
+            ``original``: at each test image's own size, streamed (:mod:`fod_lightning.metrics.original_resolution`).
         batch_size: training batch size (authors: 1).
         eval_batch_size: batch size for reference, validation and test passes.
         num_workers: loader worker processes.
@@ -81,6 +84,7 @@ class AnomalyDataModule(LightningDataModule):
         calibration_fraction: float = 0.0,
         calibration_min_images: int = 1,
         resize: str | None = None,
+        metrics_resolution: str = "input",
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -93,6 +97,9 @@ class AnomalyDataModule(LightningDataModule):
             raise ConfigError(f"data.resize={resize!r} is unknown: use one of {', '.join(RESIZE_MODES)}, or null for "
                               f"the benchmark's ({type(self).resize})")  # fmt: skip
         self.resize = resize or type(self).resize
+        if metrics_resolution not in METRICS_RESOLUTIONS:
+            raise ConfigError(f"data.metrics_resolution={metrics_resolution!r} is unknown: use input or original")
+        self.metrics_resolution = metrics_resolution
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -202,7 +209,12 @@ class AnomalyDataModule(LightningDataModule):
             self._splits[split] = AnomalyDataset(samples, transform)
         self._splits["val"] = self._splits["test"]
         if self.val_protocol == "from_train":
-            train, held = split_held_out(self._splits["train"].samples, self.val_fraction, self.val_seed)
+            held = self.validation_normals()
+            if held is None:  # a fraction of the training images
+                train, held = split_held_out(self._splits["train"].samples, self.val_fraction, self.val_seed)
+            else:  # the benchmark's own validation images: all the training images train
+                check_samples(held)
+                train = self._splits["train"].samples
             self._splits["train"] = AnomalyDataset(train, transform)
             self._splits["val"] = HeldOutDefectsDataset(held, transform, self.val_seed)
             self._splits["calibration"] = AnomalyDataset(held, transform)
@@ -217,6 +229,12 @@ class AnomalyDataModule(LightningDataModule):
         if self.augment:
             augmented = self.contract.transform(augment=True)
             self._splits["train"] = AnomalyDataset(self._splits["train"].samples, augmented)
+
+    def validation_normals(self) -> list[Sample] | None:
+        """Normal images a benchmark keeps for validation (MVTec AD 2's ``validation/good``): under ``from_train`` they
+        are the held-out images (validated on with synthetic-defect copies, calibrated on) instead of a fraction of the
+        training images. None: the benchmark has none."""
+        return None
 
     def _holds_out_calibration(self, n_train: int) -> bool:
         """Whether ``calibration_fraction`` of ``n_train`` images gives ``calibration_min_images``; if not, the

@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fod_lightning.data.unified import UNIFIED
 from fod_lightning.errors import CheckpointError, ConfigError, one_line
 from fod_lightning.training.checkpoint_format import CheckpointRecord
 from fod_lightning.training.module import module_class
@@ -130,6 +131,7 @@ def load_model(
     reader: Mapping | None = None,
     backbone: Callable[[], object] | None = None,
     map_location: str | torch.device = "cpu",
+    fits: Mapping | None = None,
 ):
     """The fitted :class:`~fod_lightning.training.module.AnomalyModule` of any checkpoint, in eval mode; the file is
     read once.
@@ -144,6 +146,7 @@ def load_model(
             group: the authors' files take ``reference_features`` and ``resize``) and a factory of the backbone it was
             trained with (None: the reader's default). A reader named there (``reader["name"]``) must recognise the
             file.
+        fits: what the model must have been fitted on (:func:`check_fits`), checked before anything is built.
     """
     path = Path(path).expanduser()
     settings = ReaderSettings(dict(reader or {}), backbone)
@@ -156,8 +159,13 @@ def load_model(
         raise CheckpointError(f"reader={chosen} reads {what}, but {path} is not one: drop reader=... for "
                               f"{'a fod_lightning checkpoint' if reader is None else reader.what}")  # fmt: skip
     if reader is not None:
-        return reader.load(contents, path, settings).to(map_location).eval()
+        model = reader.load(contents, path, settings).to(map_location).eval()
+        if fits:
+            check_fits(described_model(model), path, **fits)
+        return model
     record = CheckpointRecord.of(contents, path)
+    if fits:
+        check_fits(record.described(), path, **fits)
     if not record.module:
         raise CheckpointError(f"checkpoint {path} (format {record.format}) does not name its model class, and no "
                               "installed plugin reads it: reinstall fod_lightning (pip install -e .)")  # fmt: skip
@@ -185,10 +193,7 @@ def fitted_model(path: str | Path, options: Mapping | None = None, backbone: Cal
         fits: ``{"category": ..., "image_size": ..., "backbone": ...}`` the model must have been fitted on (a None
             value is not checked), unless ``allow_mismatch``.
     """
-    model = load_model(path, build=build, reader=options, backbone=backbone)
-    if fits and not allow_mismatch:
-        check_fits(described_model(model), path, **fits)
-    return model
+    return load_model(path, build=build, reader=options, backbone=backbone, fits=None if allow_mismatch else fits)
 
 
 def command_model(cfg: DictConfig):
@@ -216,7 +221,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
 def described_model(model) -> dict:
     """What a loaded module was fitted on: category, image size, backbone name (None where unknown)."""
     return {"category": (model.fitted_on or {}).get("category"),
-            "image_size": model.contract.image_size if model.contract else None,
+            "categories": (model.fitted_on or {}).get("categories"),
+            "image_size": model.contract.to_dict()["image_size"] if model.contract else None,
             "backbone": (model.net.config.get("backbone") or {}).get("name")}  # fmt: skip
 
 
@@ -236,7 +242,18 @@ def check_fits(fitted: dict, path: str | Path, category: str | None, image_size:
                backbone: str | None) -> None:  # fmt: skip
     """Refuse to use a model on another category, image size or backbone than it was fitted on (``fitted``: from
     :meth:`CheckpointRecord.described` or :func:`described_model`). ``None`` skips a check. ``allow_mismatch=true`` is
-    the explicit override (the caller's)."""
+    the explicit override (the caller's). A unified model (``category`` ``unified``) fits each of its ``categories``."""
+    theirs = fitted.get("category")
+    if theirs == UNIFIED and category not in (None, UNIFIED):
+        trained = fitted.get("categories") or []
+        if category not in trained:
+            raise ConfigError(f"checkpoint {path} is one model for the categories {', '.join(trained)} (the unified "
+                              f"setting), not trained on {category}: choose one of them, or allow_mismatch=true to use "
+                              "it anyway")  # fmt: skip
+        category = None  # one of its categories: fits
+    elif category == UNIFIED and theirs is not None and theirs != UNIFIED:
+        raise ConfigError(f"checkpoint {path} is the model of one category ({theirs}, the separate setting), not a "
+                          f"unified one: evaluate it with setting=separate data.category={theirs}")  # fmt: skip
     pairs = [
         ("category", fitted.get("category"), category, "data.category"),
         ("image size", fitted.get("image_size"), image_size, "data.image_size"),

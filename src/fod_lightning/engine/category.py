@@ -5,13 +5,15 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from fod_lightning.deploy.checkpoint import check_fits, fitted_model, resumable
+from fod_lightning.deploy.submission import write_category_submission
 from fod_lightning.engine.resume import continue_history, earlier_history
 from fod_lightning.errors import ConfigError
+from fod_lightning.metrics.original_resolution import original_resolution_metrics, with_original_resolution
 from fod_lightning.metrics.thresholds import statement
 from fod_lightning.reporting.results import VALIDATION_SPLITS
 from fod_lightning.reporting.run_record import resolved_config
@@ -30,16 +32,22 @@ def checked_datamodule(cfg: DictConfig):
     return hydra.utils.instantiate(cfg.data).check()
 
 
-def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
+def fit_and_test_category(cfg: DictConfig, datamodule=None, parts: dict | None = None,
+                          submission: Path | None = None) -> dict:  # fmt: skip
     """Train a fresh model on ``cfg.data.category`` (or resume, or load ``ckpt_path`` with ``train=false``), test it,
     and return its record: the model's :meth:`~fod_lightning.training.module.AnomalyModule.results` with how the
     tested weights were chosen, the epochs trained and the fit time. ``datamodule``: the category's, already checked
-    (:func:`checked_datamodule`; None: built and checked here, first)."""
+    (:func:`checked_datamodule`; None: built and checked here, first).
+
+    ``parts``: the unified setting (``datamodule`` is then the union of categories, ``cfg`` its config): category ->
+    (its config, its datamodule); the one model is tested on each, and the records are returned per category.
+    ``submission``: the folder of MVTec AD 2's evaluation-server files, which this category's private splits join."""
     datamodule = datamodule or checked_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
     train = cfg.get("train", True)
     resumed = resumable(cfg.ckpt_path) if train and cfg.get("ckpt_path") else None  # read once, also by Lightning
     model = model_for(cfg, resumed, datamodule.resize, datamodule.image_size)
+    model.check_setting(cfg.get("setting", "separate"))
     log_dir = Path(cfg.paths.output_dir) / cfg.data.category
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if resumed is not None:  # one metrics history for the category
@@ -59,11 +67,24 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         if train:  # the explicit calibration of what is kept, outside the fit's cost
             finish_checkpoints(trainer, model, resumable=bool(cfg.get("resumable_checkpoints", False)))
-        if cfg.get("test", True):
+        tests = {None: (cfg, datamodule, trainer)} if parts is None else {
+            name: (part_cfg, part, tester(part_cfg)) for name, (part_cfg, part) in parts.items()}  # fmt: skip
+        records = {}
+        for name, (test_cfg, test_data, test_trainer) in tests.items() if cfg.get("test", True) else ():
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
-            trainer.test(model, datamodule=datamodule, ckpt_path=test_path, verbose=False, weights_only=True)
+            test_trainer.test(model, datamodule=test_data, ckpt_path=test_path, verbose=False, weights_only=True)
             if trainer.is_global_zero and model.evaluator.predictions:
-                write_test_scores(log_dir / "scores.csv", model.evaluator.predictions, model.thresholds.image)
+                folder = Path(test_cfg.paths.output_dir) / test_cfg.data.category
+                write_test_scores(folder / "scores.csv", model.evaluator.predictions, model.thresholds.image)
+            records[name] = model.results()
+            if getattr(test_data, "metrics_resolution", "input") == "original" and model.evaluator.predictions:
+                original = original_resolution_metrics(model.evaluator.predictions, test_data.split("test").samples,
+                                                       model.contract, model.evaluator.aupro_fpr_limit,
+                                                       model.thresholds.pixel)  # fmt: skip
+                records[name] = with_original_resolution(records[name], original)
+        if submission is not None and trainer.is_global_zero:
+            for _, (_, test_data, _) in tests.items():
+                write_category_submission(model, test_data, submission)
         log_thresholds(loggers, model)
         if keep == "none":
             remove_checkpoints(trainer)
@@ -71,10 +92,18 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None) -> dict:
         finish_loggers(loggers)
     if not datamodule.has_masks:
         log.warning("%s has no masks: pixel metrics are skipped", cfg.data.category)
-    record = model.results()
-    return record | {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
-                      "fitted_in_one_pass": model.fitted_in_one_pass, "thresholds": thresholds_record(model),
-                      "cost": record.get("cost", {}) | fit_cost(fit)}  # fmt: skip
+    shared = {"test_ckpt": tested, "epochs": trainer.current_epoch, "fit_seconds": round(fit.seconds, 1),
+              "fitted_in_one_pass": model.fitted_in_one_pass, "thresholds": thresholds_record(model)}  # fmt: skip
+    records = {name: record | shared | {"cost": record.get("cost", {}) | fit_cost(fit)}
+               for name, record in (records or {None: model.results()}).items()}  # fmt: skip
+    return records[None] if parts is None else records
+
+
+def tester(cfg: DictConfig) -> L.Trainer:
+    """A trainer that tests one category of the unified model: that category's pictures, no logger, no checkpoints."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)
 
 
 def thresholds_record(model) -> dict | None:

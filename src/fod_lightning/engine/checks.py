@@ -122,6 +122,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"test_ckpt=best needs a checkpoint callback monitoring test_ckpt_metric="
                           f"{cfg.test_ckpt_metric}: use one of {', '.join(m for m in monitored if m)}")  # fmt: skip
     check_early_stopping(cfg.get("early_stopping_patience"), cfg.test_ckpt_metric, cfg.data.get("val_protocol"))
+    split = cfg.data.get("test_split")
+    if split in ("private", "private_mixed") and cfg.get("test", True):
+        raise ConfigError(
+            f"data.test_split={split} has no ground truth (MVTec's evaluation server scores it): run "
+            "test=false submission=true for its maps and the server's files, or data.test_split=public"
+        )
     check_loaders(cfg.data)
     check_seed(cfg.get("seed"))
     check_optimizer(OmegaConf.select(cfg, "model.optimizer"))

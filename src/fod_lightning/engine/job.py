@@ -9,13 +9,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fod_lightning.data.unified import UNIFIED
+from fod_lightning.deploy.submission import pack_submission, prepare_submission
 from fod_lightning.engine.advice import validation_advice
 from fod_lightning.engine.categories import categories_of
 from fod_lightning.engine.category import checked_datamodule, fit_and_test_category
 from fod_lightning.engine.checks import check_backbone_node, check_config
 from fod_lightning.engine.objective import objective_value
 from fod_lightning.engine.resume import category_config, resumed_run
-from fod_lightning.errors import UserError, error_line, user_error
+from fod_lightning.engine.unified import fit_and_test_unified
+from fod_lightning.errors import ConfigError, UserError, error_line, user_error
 from fod_lightning.launch.output_folder import remove_unused_run_folder
 from fod_lightning.reporting.ending import summarize_and_log
 from fod_lightning.reporting.results import (
@@ -54,7 +57,7 @@ def run(cfg: DictConfig) -> dict:
 
     def save() -> dict:
         results = build_results(datamodule_cls.benchmark, backbone, protocol, cfg.get("test_ckpt", "last"),
-                                per_category, record, notes, model)  # fmt: skip
+                                per_category, record, notes, model, cfg.get("setting", "separate"))  # fmt: skip
         if rank_zero_only.rank == 0:  # one writer under DDP
             write_results(results, output_dir / "results.json")
         return results
@@ -64,6 +67,12 @@ def run(cfg: DictConfig) -> dict:
         check_config(cfg)
         categories = categories_of(cfg)
         resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
+        if cfg.get("setting", "separate") == UNIFIED and len(categories.names) < 2:
+            raise ConfigError(
+                f"setting=unified trains one model for several categories, but data.category gives "
+                f"{categories.names[0]} alone: set data.category=all or a list, or setting=separate"
+            )
+        submission = submission_folder(cfg, datamodule_cls, output_dir)
         if len(categories.names) == 1:  # its data now: a broken layout stops the run before it leaves anything
             name = categories.names[0]
             checked[name] = checked_datamodule(category_config(cfg, name, resumed))
@@ -86,11 +95,13 @@ def run(cfg: DictConfig) -> dict:
         record["categories_planned"] = categories.names
         save()
         errors: dict[str, Exception] = {}
-        for category in categories.names:
+        if cfg.get("setting", "separate") == UNIFIED:  # one model: a failure fails the job
+            per_category.update(fit_and_test_unified(cfg, categories.names, resumed))
+        for category in categories.names if cfg.get("setting", "separate") != UNIFIED else ():
             log.info("category %s", category)
             try:
                 per_category[category] = fit_and_test_category(
-                    category_config(cfg, category, resumed), checked.pop(category, None)
+                    category_config(cfg, category, resumed), checked.pop(category, None), submission=submission
                 )
             except Exception as err:  # recorded; the other categories go on
                 log.error("category %s failed: %s", category, error_line(err), exc_info=user_error(err) is None)
@@ -99,6 +110,9 @@ def run(cfg: DictConfig) -> dict:
             save()
         if errors:
             raise_failures(errors, len(categories.names), output_dir)
+        if submission is not None and rank_zero_only.rank == 0:  # checked as the server would, then packed
+            archive = pack_submission(submission, cfg.data.root, categories.names)
+            record["submission"] = {"folder": str(submission), "archive": str(archive), "objects": categories.names}
     except Exception as err:
         record |= {"status": "failed", "error": error_line(err)}
         save()
@@ -118,6 +132,17 @@ def run(cfg: DictConfig) -> dict:
         for line in advice:  # last, where it is seen
             log.warning(line)
     return results
+
+
+def submission_folder(cfg: DictConfig, datamodule_cls: type, output_dir: Path) -> Path | None:
+    """``submission=true``: the run's ``submission/`` folder, made empty (one that holds files is refused, never
+    written over), for a benchmark whose private splits an evaluation server scores (MVTec AD 2)."""
+    if not cfg.get("submission", False):
+        return None
+    if not hasattr(datamodule_cls, "private_samples"):
+        raise ConfigError(f"submission=true writes the evaluation server's files of MVTec AD 2's private splits: "
+                          f"{datamodule_cls.benchmark} has none (data=mvtec_ad2)")  # fmt: skip
+    return prepare_submission(output_dir / "submission") if rank_zero_only.rank == 0 else output_dir / "submission"
 
 
 def in_folder(cfg: DictConfig, folder: Path) -> DictConfig:
@@ -147,7 +172,8 @@ def raise_failures(errors: dict[str, Exception], planned: int, output_dir: Path)
 def report(cfg: DictConfig, results: dict, output_dir: Path) -> None:
     """The printed tables; for a single run also the summary files and its W&B summary run (a sweep gets
     them once, when it ends: ``fod_lightning.launch.sweep_callback``)."""
-    title = f"{results['model']}, {results['benchmark']}, {results['backbone']}, test_ckpt {results['test_ckpt']}"
+    title = (f"{results['model']}, {results['benchmark']}, {results['backbone']}, {results.get('setting', 'separate')} "
+             f"setting, test_ckpt {results['test_ckpt']}")  # fmt: skip
     print(f"\n{title}, test split\n{format_table(results)}")
     if epochs_to_choose_among(results):
         where = VALIDATION_SPLITS.get(results["protocol"], results["protocol"])

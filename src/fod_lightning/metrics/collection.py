@@ -8,27 +8,32 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.aggregation import SumMetric
-from torchmetrics.classification import BinaryAUROC
+from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from fod_lightning.metrics.aupro import AUPRO
 from fod_lightning.metrics.f1_max import BinaryF1Max
 
-METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")  # what a job records
-LEVEL_METRICS = {"image": ("auroc", "f1_max"), "pixel": ("auroc", "f1_max", "aupro")}
+# What a job records. mAD (the ADer benchmark's): the mean of the seven before it, each computed exactly here.
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max", "image_ap", "pixel_ap", "mad")
+LEVEL_METRICS = {"image": ("auroc", "f1_max", "ap"), "pixel": ("auroc", "f1_max", "aupro", "ap")}
+MAD_PARTS = METRICS[:7]
 
 
 def _curve_pair(prefix: str, thresholds: Tensor | None) -> MetricCollection:
-    """AUROC and F1-max of one level sharing one stored score state (one compute group)."""
+    """AUROC, F1-max and average precision of one level sharing one stored score state (one compute group)."""
     metrics = {
         f"{prefix}_auroc": BinaryAUROC(thresholds=thresholds, normalization=None),
         f"{prefix}_f1_max": BinaryF1Max(thresholds=thresholds),
+        f"{prefix}_ap": BinaryAveragePrecision(thresholds=thresholds),
     }
     return MetricCollection(metrics, compute_groups=[list(metrics)])
 
 
 class AnomalyMetrics(nn.Module):
-    """image_auroc, image_f1_max and (with ``pixel_metrics``) pixel_auroc, pixel_f1_max, pixel_aupro, and
-    num_images: how many images were scored (over all processes; under DDP each image must count once).
+    """image_auroc, image_f1_max, image_ap and (with ``pixel_metrics``) pixel_auroc, pixel_f1_max, pixel_aupro,
+    pixel_ap; ``mad``, their mean (nan unless all seven are available); and num_images: how many images were scored
+    (over all processes; under DDP each image must count once). AP is torchmetrics' step-wise average precision,
+    equal to scikit-learn's ``average_precision_score`` (tested).
 
     Shapes: ``image_scores`` (N,), ``labels`` (N,) in {0, 1}, ``anomaly_maps`` (N, H, W), ``masks`` (N, H, W) in
     {0, 1}. Scores are used raw (no sigmoid). Image metrics are always exact. Pixel metrics are exact when
@@ -47,6 +52,7 @@ class AnomalyMetrics(nn.Module):
         pixel_metrics: bool = True,
         binned_pixel_thresholds: int | None = None,
         score_range: tuple[float, float] = (0.0, 1.0),
+        aupro_fpr_limit: float = 0.3,
     ) -> None:
         super().__init__()
         self.pixel_metrics = pixel_metrics
@@ -58,7 +64,7 @@ class AnomalyMetrics(nn.Module):
         if pixel_metrics:
             thresholds = torch.linspace(*score_range, binned_pixel_thresholds) if self.binned else None
             self.pixel = _curve_pair("pixel", thresholds)
-            self.pixel_aupro = AUPRO(num_thresholds=binned_pixel_thresholds, score_range=score_range)
+            self.pixel_aupro = AUPRO(aupro_fpr_limit, num_thresholds=binned_pixel_thresholds, score_range=score_range)
             self.pixel_count = SumMetric()
             self.anomalous_pixels = SumMetric()
         self.not_available: dict[str, str] = {}
@@ -93,6 +99,10 @@ class AnomalyMetrics(nn.Module):
         if self.pixel_metrics:
             pixels = float(self.pixel_count.compute())
             values |= self._level("pixel", pixels, self.anomalous_pixels, self._pixel_values)
+        parts = [values.get(m, math.nan) for m in MAD_PARTS]
+        values["mad"] = sum(parts) / len(parts) if all(math.isfinite(v) for v in parts) else math.nan
+        if not math.isfinite(values["mad"]):
+            self.not_available["mad"] = "mAD needs all seven of " + ", ".join(MAD_PARTS)
         return values
 
     def _pixel_values(self) -> dict:

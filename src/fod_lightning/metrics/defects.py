@@ -9,13 +9,14 @@ from fod_lightning.metrics.aupro import AUPRO
 FPR_LIMIT = 0.3
 
 
-def aupro_and_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Exact AUPRO up to FPR 0.3 (the project's metric) and the PRO curve it integrates (FPR, PRO).
+def aupro_and_curve(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT
+                    ) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
+    """Exact AUPRO up to ``fpr_limit`` (0.3 by default) and the PRO curve it integrates (FPR, PRO).
 
     Args:
         maps: (N, H, W) anomaly maps. masks: (N, H, W) binary ground truth.
     """
-    metric = AUPRO(fpr_limit=FPR_LIMIT, sync_on_compute=False)
+    metric = AUPRO(fpr_limit=fpr_limit, sync_on_compute=False)
     metric.update(torch.from_numpy(maps), torch.from_numpy(masks))
     normal, weight = metric._exact_counts()  # cumulative counts at every distinct score, descending
     fpr = np.concatenate([[0.0], (normal / normal[-1]).numpy()])
@@ -24,7 +25,7 @@ def aupro_and_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndar
 
 
 def defect_metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, masks: np.ndarray,
-                   defects: list[str]) -> dict[str, dict]:  # fmt: skip
+                   defects: list[str], fpr_limit: float = FPR_LIMIT) -> dict[str, dict]:  # fmt: skip
     """Per defect type: image AUROC (normal test images vs this type's images), pixel AUPRO over the maps of
     those images (only where this type has ground-truth regions) and the number of this type's images.
 
@@ -39,7 +40,7 @@ def defect_metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, mas
         if normal.any():
             numbers["image_auroc"] = raw_auroc(scores[chosen], labels[chosen])
         if masks[chosen].any() and not masks[chosen].all():
-            numbers["pixel_aupro"] = aupro_and_curve(maps[chosen], masks[chosen])[0]
+            numbers["pixel_aupro"] = aupro_and_curve(maps[chosen], masks[chosen], fpr_limit)[0]
         result[str(kind)] = numbers | {"num_images": int((chosen & ~normal).sum())}
     return result
 

@@ -23,10 +23,13 @@ class Evaluator(nn.Module):
 
     Args:
         binned_pixel_thresholds: None for exact pixel metrics, or K thresholds over ``pixel_score_range``.
+        aupro_fpr_limit: the false-positive rate AUPRO integrates to (0.3; MVTec AD 2: 0.05).
     """
 
-    def __init__(self, binned_pixel_thresholds: int | None = None, pixel_score_range=(0.0, 1.0)) -> None:
+    def __init__(self, binned_pixel_thresholds: int | None = None, pixel_score_range=(0.0, 1.0),
+                 aupro_fpr_limit: float = 0.3) -> None:  # fmt: skip
         super().__init__()
+        self.aupro_fpr_limit = float(aupro_fpr_limit)
         self.binned_pixel_thresholds = binned_pixel_thresholds
         self.pixel_score_range = tuple(float(v) for v in pixel_score_range)
         self.metrics = nn.ModuleDict()
@@ -45,7 +48,7 @@ class Evaluator(nn.Module):
         for stage in STAGES:
             if stage not in self.metrics or self.metrics[stage].pixel_metrics != has_masks:
                 self.metrics[stage] = AnomalyMetrics(
-                    has_masks, self.binned_pixel_thresholds, self.pixel_score_range
+                    has_masks, self.binned_pixel_thresholds, self.pixel_score_range, self.aupro_fpr_limit
                 ).to(device)
 
     def start(self, stage: str) -> None:
@@ -93,7 +96,7 @@ class Evaluator(nn.Module):
         masks = masks if self.has_masks else np.zeros_like(masks)
         return defect_metrics(np.array([it["score"] for it in items]), np.array([it["label"] for it in items]),
                               np.stack([it["map"] for it in items]), masks,
-                              [it["defect"] for it in items])  # fmt: skip
+                              [it["defect"] for it in items], self.aupro_fpr_limit)  # fmt: skip
 
     def results(self) -> dict:
         """What a job records: the test metrics (top level, with ``num_images``), the last validation (``val``),
@@ -114,6 +117,7 @@ class Evaluator(nn.Module):
             record["not_available"] = dict(self.not_available["test"])
         if not self.has_masks:
             record["note"] = NO_MASKS
+        record["aupro_fpr_limit"] = self.aupro_fpr_limit
         return record
 
 

@@ -16,7 +16,7 @@ from fod_lightning.reporting.run_record import config_sha256
 NOT_SETTINGS = ("seed", "data.category", "task_name", "optimized_metric", "paths", "hydra", "logger", "callbacks",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "data.num_workers", "ckpt_path",
                 "keep_checkpoints", "overwrite", "model.net.seed")  # fmt: skip
-HEADER = ("model", "benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
+HEADER = ("model", "setting", "benchmark", "backbone", "protocol", "test_ckpt")  # shown with each setting
 COSTS = ("fit_seconds", "score_seconds_per_image", "fit_peak_rss_mib", "fit_peak_cuda_mib")  # results' "cost"
 SKIPPED_FOLDERS = (".submitit", "wandb")
 

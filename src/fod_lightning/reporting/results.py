@@ -63,11 +63,13 @@ def build_results(
     run: dict | None = None,
     notes: list[str] | None = None,
     model: str | None = None,
+    setting: str = "separate",
 ) -> dict:
     """The results of one job; ``run`` is :func:`fod_lightning.reporting.run_record.run_record`'s section;
     ``model``: its ``model=`` choice (fod, patchcore, padim, ...)."""
     return {
         "model": model,
+        "setting": setting,  # separate: a model per category; unified: one model for all of them
         "benchmark": benchmark,
         "backbone": backbone,
         "protocol": protocol,

@@ -177,7 +177,8 @@ def write_markdown(path: Path, title: str, tables: dict, settings: dict[str, Set
         parts.append(f"## {heading} (test reading, mean over categories)\n\n{compared}\n")
     for key, per_reading in tables.items():
         h = settings[key].header
-        parts.append(f"## {settings[key].label}\n\n{h.get('model') or 'model ?'}, {h.get('benchmark')}, "
+        parts.append(f"## {settings[key].label}\n\n{h.get('model') or 'model ?'}, {h.get('setting') or 'separate'} "
+                     f"setting, {h.get('benchmark')}, "
                      f"{h.get('backbone')}, validation protocol {h.get('protocol')}, test_ckpt "
                      f"{h.get('test_ckpt') or 'last'}\n")  # fmt: skip
         if costs.get(key):

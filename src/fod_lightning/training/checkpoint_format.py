@@ -79,6 +79,7 @@ class CheckpointRecord:
     def described(self) -> dict:
         """What it was fitted on: category, image size, backbone name (None where unknown)."""
         return {"category": (self.fitted_on or {}).get("category"),
+                "categories": (self.fitted_on or {}).get("categories"),
                 "image_size": (self.contract or {}).get("image_size"),
                 "backbone": (self.net.get("backbone") or {}).get("name")}  # fmt: skip
 

@@ -44,6 +44,7 @@ class AnomalyModule(LightningModule):
         contract, fitted_on, thresholds: of a model fitted elsewhere (an authors' checkpoint); a fit sets them.
         save_backbone: checkpoints hold the frozen backbone's weights too (portable); by default they hold what the
             model learned and the backbone's fingerprint, and the backbone is rebuilt from the config.
+        aupro_fpr_limit: the false-positive rate pixel AUPRO integrates to (0.3; MVTec AD 2's server: 0.05).
     """
 
     net_class: type[AnomalyNet] = AnomalyNet  # what a saved net config rebuilds
@@ -58,6 +59,7 @@ class AnomalyModule(LightningModule):
         fitted_on: dict | None = None,
         thresholds: dict | None = None,
         save_backbone: bool = False,
+        aupro_fpr_limit: float = 0.3,
     ) -> None:
         super().__init__()
         self.net = net if isinstance(net, AnomalyNet) else self.net_class.from_config(dict(net))
@@ -66,7 +68,7 @@ class AnomalyModule(LightningModule):
         # run logs the whole resolved config once.
         self.save_hyperparameters(ignore=["net", "optimizer", "contract", "fitted_on", "thresholds"], logger=False)
         self.hparams.update({k: plain(v) for k, v in self.hparams.items()} | {"net": self.net.config})
-        self.evaluator = Evaluator(pixel_thresholds, pixel_score_range)
+        self.evaluator = Evaluator(pixel_thresholds, pixel_score_range, aupro_fpr_limit)
         self.thresholds = Thresholds(CalibrationSettings(**dict(calibration or {})), thresholds)
         self.contract = contract
         self.fitted_on = fitted_on
@@ -94,6 +96,10 @@ class AnomalyModule(LightningModule):
         memory): a dataset whose ``__getitems__`` returns a collated batch. None (default): the datamodule's
         images."""
         return None
+
+    def check_setting(self, setting: str) -> None:
+        """Refuse a setting (``separate`` or ``unified``) the model's settings make no sense in: one line naming the
+        key and the fix (before anything is fitted)."""
 
     @property
     def fitted_in_one_pass(self) -> bool:

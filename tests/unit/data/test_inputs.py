@@ -19,6 +19,7 @@ from fod_lightning.data.samples import DatasetLayoutError, Sample
 from fod_lightning.data.transforms import build_transform, read_image, read_mask
 from fod_lightning.errors import ConfigError
 from fod_lightning.metrics import AnomalyMetrics
+from fod_lightning.metrics.collection import METRICS
 from helpers.datasets import SQUARE_RECT, write_folder, write_image, write_mvtec
 
 RAMP = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))  # 32 x 32 grey ramp 0..248
@@ -318,24 +319,26 @@ def test_metrics_of_a_missing_class_are_not_available_with_the_reason(missing):
     masks[labels, 2:4, 2:4] = True
     metrics = AnomalyMetrics()
     metrics.update(torch.rand(4), torch.from_numpy(labels), torch.rand(4, 8, 8), torch.from_numpy(masks))
-    with pytest.warns(UserWarning, match="image_auroc, image_f1_max not available: "):
+    with pytest.warns(UserWarning, match="image_auroc, image_f1_max, image_ap not available: "):
         values = metrics.compute()
     assert math.isnan(values["image_auroc"]) and math.isnan(values["image_f1_max"]) and values["num_images"] == 4
     if missing == "anomalous":
         reason = "none of the 4 scored images is anomalous: the metric needs both normal and anomalous images"
-        assert all(math.isnan(values[k]) for k in ("pixel_auroc", "pixel_f1_max", "pixel_aupro"))
+        assert all(math.isnan(values[k]) for k in ("pixel_auroc", "pixel_f1_max", "pixel_aupro", "pixel_ap", "mad"))
         assert metrics.not_available["pixel_aupro"].startswith("none of the scored pixels is anomalous (the masks")
     else:
         reason = "all 4 scored images are anomalous: the metric needs both normal and anomalous images"
         assert 0 <= values["pixel_auroc"] <= 1 and 0 <= values["pixel_aupro"] <= 1  # the masks have normal pixels
-        assert set(metrics.not_available) == {"image_auroc", "image_f1_max"}
+        assert set(metrics.not_available) == {"image_auroc", "image_f1_max", "image_ap", "mad"}
     assert metrics.not_available["image_auroc"] == reason
 
 
-NULL_METRICS = dict.fromkeys(("image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro"))
+NULL_METRICS = dict.fromkeys(METRICS)
 SUMMARY_CASES = {  # category -> metrics as results.json holds them (null: not available)
     "nothing": {"widget": NULL_METRICS},
-    "no normal images": {"widget": NULL_METRICS | {"pixel_auroc": 0.9, "pixel_f1_max": 0.5, "pixel_aupro": 0.8}},
+    "no normal images": {
+        "widget": NULL_METRICS | {"pixel_auroc": 0.9, "pixel_f1_max": 0.5, "pixel_aupro": 0.8, "pixel_ap": 0.6}
+    },
     "one of two": {"bottle": dict.fromkeys(NULL_METRICS, 0.75), "widget": NULL_METRICS},
 }
 
@@ -360,12 +363,11 @@ def test_summary_of_metrics_that_are_not_available_draws_what_there_is(tmp_path,
     if case == "nothing":
         assert any(t.startswith("no metric is available for widget:") for t in texts)
     elif case == "no normal images":
-        assert [ax.get_ylabel() for ax in fig.axes] == ["pixel_auroc", "pixel_aupro", "pixel_f1_max"]
-        missing = "not available for any category: image_auroc, image_f1_max (see not_available in results.json)"
+        assert [ax.get_ylabel() for ax in fig.axes] == ["pixel_auroc", "pixel_aupro", "pixel_f1_max", "pixel_ap"]
+        missing = "not available for any category: image_auroc, image_f1_max, image_ap, mad (see not_available in"
         assert missing in fig.axes[0].get_title()
     else:
-        assert [ax.get_ylabel() for ax in fig.axes] == ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max",
-                                                        "pixel_f1_max"]  # fmt: skip
+        assert [ax.get_ylabel() for ax in fig.axes] == list(METRICS)
         assert [t.get_text() for t in fig.axes[0].texts] == ["0.750", "n/a", "n/a"]  # bottle, widget, mean
 
 
@@ -380,7 +382,8 @@ def test_run_completes_on_a_category_without_anomalous_test_images(make_config, 
     shutil.rmtree(root / "only good" / "ground_truth")
     cfg = make_config("data=mvtec", f"data.root='{root}'", "data.category=all", "data.batch_size=16",
                       "data.num_workers=0", textures=False)  # fmt: skip
-    with pytest.warns(UserWarning, match="image_auroc, image_f1_max not available: none of the 2 scored images"):
+    match = "image_auroc, image_f1_max, image_ap not available: none of the 2 scored images"
+    with pytest.warns(UserWarning, match=match):
         results = run(cfg)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["run"]["status"] == "done" and list(saved["categories"]) == ["bottle", "only good"]

@@ -27,7 +27,12 @@ def scores_of(model) -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_format_2_checkpoint_of_the_old_module_path_loads_and_scores_as_when_it_was_written():
     record = read_record(FORMAT2)
     assert record.format == 2 and record.module == "fod_lightning.training.fod_module.FODLitModule"
-    assert record.described() == {"category": "brick", "image_size": 32, "backbone": "tf_efficientnet_lite0"}
+    assert record.described() == {
+        "category": "brick",
+        "categories": None,
+        "image_size": 32,
+        "backbone": "tf_efficientnet_lite0",
+    }  # categories: a unified model's
     model = fod_lightning.load(FORMAT2)
     assert isinstance(model, FODLitModule) and model.thresholds.image is not None
     (scores, total), (expected, expected_total) = scores_of(model)

@@ -24,7 +24,7 @@ def test_below_chance_and_falling_validations_are_named_with_the_alternatives():
 
 
 def test_a_job_ends_with_the_warning_and_records_it(make_config, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(job, "fit_and_test_category", lambda cfg, datamodule=None: record(0.37, 0.41))
+    monkeypatch.setattr(job, "fit_and_test_category", lambda cfg, datamodule=None, **_: record(0.37, 0.41))
     job.run(make_config("data.category=brick"))
     notes = json.loads((tmp_path / "out" / "results.json").read_text())["notes"]
     assert any("below chance" in n for n in notes)

@@ -26,7 +26,8 @@ def cli(*args, cwd):
 
 
 COMMAND_LINE_ERRORS = {  # override: the one line
-    "data=nope": "data=nope is not an option of data: options are btad, folder, mvtec, mvtec3d, textures, visa",
+    "data=nope": "data=nope is not an option of data: options are btad, folder, mvtec, mvtec3d, mvtec_ad2, textures, "
+    "visa",
     "model/net/backbone=wide_resnet": "model/net/backbone=wide_resnet is not an option of model/net/backbone: did you "
     "mean model/net/backbone=wide_resnet50_2?",
     "data.nope=1": "data.nope is not a setting: data has ",

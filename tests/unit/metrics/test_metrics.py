@@ -1,5 +1,7 @@
 """Metrics against independent brute-force references and hand-computed cases."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from fod_lightning.metrics import AUPRO, AnomalyMetrics, BinaryF1Max
+from fod_lightning.metrics.collection import METRICS
 
 EIGHT = np.ones((3, 3), dtype=int)
 FOUR = ndimage.generate_binary_structure(2, 1)
@@ -186,7 +189,7 @@ def test_anomaly_metrics_exact_against_references():
         s = slice(i, i + 4)
         metrics.update(*(torch.from_numpy(a[s]) for a in (image_scores, labels, maps, masks)))
     values = metrics.compute()
-    assert set(values) == {"image_auroc", "image_f1_max", "pixel_auroc", "pixel_f1_max", "pixel_aupro", "num_images"}
+    assert set(values) == {*METRICS, "num_images"}
     assert values["num_images"] == 8
     assert values["image_auroc"] == pytest.approx(roc_auc_score(labels, image_scores), abs=1e-6)
     assert values["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-6)
@@ -208,9 +211,11 @@ def test_anomaly_metrics_binned_and_image_only():
     exact.update(*tensors)
     binned.update(*tensors)
     e, b = exact.compute(), binned.compute()
-    for key in ("pixel_auroc", "pixel_f1_max", "pixel_aupro"):
-        assert b[key] == pytest.approx(e[key], abs=2e-3)
+    for key in ("pixel_auroc", "pixel_f1_max", "pixel_aupro", "pixel_ap", "mad"):
+        assert b[key] == pytest.approx(e[key], abs=2e-3), key
     image_only = AnomalyMetrics(pixel_metrics=False)
     image_only.update(*tensors[:2])
-    assert set(image_only.compute()) == {"image_auroc", "image_f1_max", "num_images"}
+    values = image_only.compute()
+    assert set(values) == {"image_auroc", "image_f1_max", "image_ap", "mad", "num_images"}
+    assert math.isnan(values["mad"]) and image_only.not_available["mad"].startswith("mAD needs all seven")
     assert image_only.pixel_threshold is None

@@ -18,6 +18,7 @@ from fod_lightning.models.fod.embedding import Embedding2D
 from fod_lightning.models.fod.encoder import BRANCHES, BranchDiscrepancy, Encoder, EncoderLayer, LayerSettings
 from fod_lightning.models.fod.memory import PatchMemory
 from fod_lightning.models.fod.reference import ReferenceFeatures
+from fod_lightning.models.fod.retrieval import ReferenceMemory
 from fod_lightning.models.fod.scoring import SCORES, STAGE_MIXES, anomaly_map, image_scores, patch_scores
 
 
@@ -126,6 +127,9 @@ class FOD(AnomalyNet):
             of powers keeps each score's scale out of the ranking.
         memory_ratio: the fraction of the training patches the memory keeps (its greedy k-center coreset).
         stage_mix: how the stages' maps combine: ``mean`` (the authors') or ``geometric`` (scale-free).
+        reference_mode: ``mean`` (the authors': the positional mean of the training images) or, for one model over
+            many categories, ``retrieved`` / ``clustered`` (:mod:`fod_lightning.models.fod.retrieval`).
+        reference_neighbours, reference_clusters: of the ``retrieved`` and ``clustered`` references.
     """
 
     def __init__(
@@ -146,6 +150,9 @@ class FOD(AnomalyNet):
         memory_weight: float = 0.0,
         memory_ratio: float = 1.0,
         stage_mix: str = "mean",
+        reference_mode: str = "mean",
+        reference_neighbours: int = 5,
+        reference_clusters: int = 8,
     ) -> None:
         super().__init__()
         self.config = {  # plain-typed: rebuilds this model (see from_config), saved in checkpoints
@@ -155,6 +162,8 @@ class FOD(AnomalyNet):
             "attention_out_proj": bool(attention_out_proj), "score": str(score), "blur_sigma": float(blur_sigma),
             "block_elements": block_elements, "compile_correlation": bool(compile_correlation),
             "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio), "stage_mix": str(stage_mix),
+            "reference_mode": str(reference_mode), "reference_neighbours": int(reference_neighbours),
+            "reference_clusters": int(reference_clusters),
         }  # fmt: skip
         if stage_mix not in STAGE_MIXES:
             raise ConfigError(f"model.net.stage_mix={stage_mix!r} is unknown; use one of {STAGE_MIXES}")
@@ -181,6 +190,9 @@ class FOD(AnomalyNet):
         self.with_inter = with_inter
         self.memory_weight = float(memory_weight)
         self.memory = PatchMemory(len(self.stages), memory_ratio) if self.memory_weight > 0 else None
+        self.retrieval = None  # the authors' one mean reference
+        if reference_mode != "mean":
+            self.retrieval = ReferenceMemory(len(self.stages), reference_mode, reference_neighbours, reference_clusters)
 
     def pooled_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone maps smoothed by 3x3 average pooling (count_include_pad); each (B, C, h, w)."""
@@ -194,13 +206,27 @@ class FOD(AnomalyNet):
         """Pooled backbone maps, one (B, C, h, w) per stage (see :meth:`pooled_features`) -> StageOutputs."""
         if len(maps) != len(self.stages):
             raise ValueError(f"{len(maps)} feature maps for {len(self.stages)} stages")
-        return [self.forward_stage(i, stage_maps, statistics) for i, stage_maps in enumerate(maps)]
+        found = self.references_of(maps)
+        return [self.forward_stage(i, stage_maps, statistics, found) for i, stage_maps in enumerate(maps)]
 
-    def forward_stage(self, i: int, maps: torch.Tensor, statistics: frozenset[str] = BRANCHES) -> StageOutput:
-        """Stage ``i`` on its pooled backbone map (B, C, h, w)."""
+    def references_of(self, maps: list[torch.Tensor]) -> torch.Tensor | None:
+        """Which retrieved references a batch of per-stage pooled maps uses, (B, k) (None: the one mean reference).
+        A training image does not retrieve itself while the model trains."""
+        if self.retrieval is None or not self.with_inter:
+            return None
+        return self.retrieval.nearest(maps, exclude_self=self.training)
+
+    def forward_stage(self, i: int, maps: torch.Tensor, statistics: frozenset[str] = BRANCHES,
+                      references: torch.Tensor | None = None) -> StageOutput:  # fmt: skip
+        """Stage ``i`` on its pooled backbone map (B, C, h, w); ``references``: :meth:`references_of` the batch."""
         grid = (maps.shape[2], maps.shape[3])
         tokens = maps.flatten(2).transpose(1, 2)  # (B, L, C) row-major
-        reference = self.reference.tokens(i) if self.with_inter else None
+        if not self.with_inter:
+            reference = None
+        elif references is not None:
+            reference = self.retrieval.tokens(i, references).to(tokens.dtype)
+        else:
+            reference = self.reference.tokens(i)
         if reference is not None and reference.shape[1] != tokens.shape[1]:
             raise ConfigError(
                 f"reference features of stage {i} have {reference.shape[1]} tokens but the input gives "

@@ -14,7 +14,7 @@ from torchmetrics.classification import BinaryROC
 
 from fod_lightning.data.transforms import read_image, read_mask
 from fod_lightning.metrics.collection import METRICS
-from fod_lightning.metrics.defects import FPR_LIMIT, aupro_and_curve
+from fod_lightning.metrics.defects import aupro_and_curve
 from fod_lightning.metrics.thresholds import Threshold, is_anomalous
 from fod_lightning.reporting.plots import loss_curves, panel, pro_curve, roc_and_histogram, validation_curves
 from fod_lightning.reporting.wandb_logger import staging_inside
@@ -102,14 +102,15 @@ class TestPictures(Callback):
         protocol = getattr(trainer.datamodule, "val_protocol", "paper")
         pixel = pl_module.thresholds.choose("pixel", protocol, maps, masks)
         image = pl_module.thresholds.choose("image", protocol, scores, labels)
-        self._curves(scores, labels, maps, masks, image, category, trainer)
+        self._curves(scores, labels, maps, masks, image, category, trainer, pl_module.evaluator.aupro_fpr_limit)
+        unified = " (unified model)" if (pl_module.fitted_on or {}).get("setting") == "unified" else ""
         order = panel_order(scores, labels)
         width = max(3, len(str(len(order))))
         panel_paths, originals = {}, Originals(trainer.datamodule)
         for rank, k in enumerate(order[: self.max_panels], 1):
             it = items[k]
             path = self.dirpath / "panels" / f"{rank:0{width}d}_{it['defect']}_{Path(it['path']).stem}.png"
-            title = (f"#{rank} {category} / {it['defect']} / {Path(it['path']).name}: score {it['score']:.4g}"
+            title = (f"#{rank} {category}{unified} / {it['defect']} / {Path(it['path']).name}: score {it['score']:.4g}"
                      f"{verdict(it['score'], it['label'], image.value)}\npixel {pixel.text()}")  # fmt: skip
             panel(*originals.of(it["path"], maps[k]), pixel.value, self.scale, title, path)
             panel_paths[k] = path
@@ -117,7 +118,7 @@ class TestPictures(Callback):
         if self.wandb_table:
             self._log_table(trainer, items, maps, order, panel_paths, category)
 
-    def _curves(self, scores, labels, maps, masks, image: Threshold, category: str, trainer) -> None:
+    def _curves(self, scores, labels, maps, masks, image: Threshold, category: str, trainer, limit: float) -> None:
         """ROC + histogram (both classes needed), PRO curve (ground-truth regions needed), training losses."""
         if len(set(labels.tolist())) == 2:
             roc = BinaryROC(normalization=None, sync_on_compute=False)  # raw scores: no sigmoid
@@ -127,8 +128,8 @@ class TestPictures(Callback):
             roc_and_histogram(fpr.numpy(), tpr.numpy(), scores, labels, auroc, category,
                               self.dirpath / "roc_histogram.png", image.value, image.source)  # fmt: skip
         if masks.any() and not masks.all():
-            aupro, fpr, pro = aupro_and_curve(maps, masks)
-            pro_curve(fpr, pro, aupro, FPR_LIMIT, f"{category}: pixel PRO curve", self.dirpath / "pro_curve.png")
+            aupro, fpr, pro = aupro_and_curve(maps, masks, limit)
+            pro_curve(fpr, pro, aupro, limit, f"{category}: pixel PRO curve", self.dirpath / "pro_curve.png")
         losses = training_losses(trainer)
         if losses:
             loss_curves(losses, f"{category}: training losses", self.dirpath / "training_losses.png")

@@ -6,7 +6,7 @@ import torch
 
 from fod_lightning.data.batch import Batch
 from fod_lightning.data.contract import DataContract
-from fod_lightning.errors import UserError
+from fod_lightning.errors import ConfigError, UserError
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses, training_objective
 from fod_lightning.models.fod.model import FOD
 from fod_lightning.models.fod.reference import mean_feature_maps
@@ -69,14 +69,23 @@ class FODLitModule(AnomalyModule):
         fitted_on: dict | None = None,
         save_backbone: bool = False,
         branch_analysis: bool = False,
+        aupro_fpr_limit: float = 0.3,
     ) -> None:
         super().__init__(net, pixel_thresholds, pixel_score_range, calibration, contract, fitted_on,
-                         save_backbone=save_backbone)  # fmt: skip
+                         save_backbone=save_backbone, aupro_fpr_limit=aupro_fpr_limit)  # fmt: skip
         self.optimizer_factory = optimizer
         self.automatic_optimization = not legacy_zero_grad
         self.feature_cache = FeatureCache(feature_cache, feature_cache_dir)
         self._served_maps: list[torch.Tensor] | None = None  # computed by fit_start, served by training_dataset
         self.branch_analysis = BranchAnalysis(len(self.net.stages)) if branch_analysis else None
+
+    def check_setting(self, setting: str) -> None:
+        if setting == "unified" and self.net.config["reference_mode"] == "mean" and self.net.config["with_inter"]:
+            raise ConfigError(
+                "model.net.reference_mode=mean is one mean reference per category, which the unified setting (the "
+                "category never given) has not: set model.net.reference_mode=retrieved (the default of "
+                "setting=unified) or clustered"
+            )
 
     # -------------------------------------------------------------------------------- evaluation
     def validation_step(self, batch: Batch, batch_idx: int):
@@ -99,9 +108,11 @@ class FODLitModule(AnomalyModule):
         if self.feature_cache.enabled and not datamodule.augment:  # a training image always gives the same input
             maps = self.training_features()
         self._served_maps = maps  # served as the training batches (training_dataset)
-        if self.net.memory is not None and not self.net.memory.is_set:  # the memory of normal patches (an option)
-            memory_maps = maps if maps is not None else self.training_features_uncached()
-            self.net.memory.set(self.trainer.strategy.broadcast([m.float().cpu() for m in memory_maps], src=0))
+        needs_maps = [part for part in (self.net.memory, self.net.retrieval) if part is not None and not part.is_set]
+        if needs_maps and maps is None:
+            maps = self.training_features_uncached()
+        for part in needs_maps:  # the memory of normal patches, the retrievable references (options)
+            part.set(self.trainer.strategy.broadcast([m.float().cpu() for m in maps], src=0))
         if not self.net.reference.is_set:
             # the cached features are those of the same images: their mean is the reference
             mean = [m.double().mean(dim=0) for m in maps] if maps is not None else self.reference_maps()
@@ -148,8 +159,9 @@ class FODLitModule(AnomalyModule):
         config = self.net.config
         correlation = config["with_intra"] or config["with_inter"]
         objectives = []
+        references = self.net.references_of(maps)
         for i, stage_maps in enumerate(maps):
-            out = self.net.forward_stage(i, stage_maps)
+            out = self.net.forward_stage(i, stage_maps, references=references)
             losses = stage_losses(out.reconstruction, out.tokens, out.intra, out.inter)
             loss1, loss2 = phase_objectives(losses, self.hparams.lambda1, self.hparams.lambda2)
             objectives.append(training_objective(losses, loss1, loss2, correlation))
