@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.aggregation import SumMetric
-from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from fod_lightning.metrics.aupro import AUPRO
+from fod_lightning.metrics.binned_curve import FastBinaryAUROC, FastBinaryAveragePrecision
 from fod_lightning.metrics.f1_max import BinaryF1Max
 
 # What a job records. mAD (the ADer benchmark's): the mean of the seven before it, each computed exactly here.
@@ -22,9 +22,9 @@ MAD_PARTS = METRICS[:7]
 def _curve_pair(prefix: str, thresholds: Tensor | None) -> MetricCollection:
     """AUROC, F1-max and average precision of one level sharing one stored score state (one compute group)."""
     metrics = {
-        f"{prefix}_auroc": BinaryAUROC(thresholds=thresholds, normalization=None),
+        f"{prefix}_auroc": FastBinaryAUROC(thresholds=thresholds, normalization=None),
         f"{prefix}_f1_max": BinaryF1Max(thresholds=thresholds),
-        f"{prefix}_ap": BinaryAveragePrecision(thresholds=thresholds),
+        f"{prefix}_ap": FastBinaryAveragePrecision(thresholds=thresholds),
     }
     return MetricCollection(metrics, compute_groups=[list(metrics)])
 

@@ -4,8 +4,10 @@ import torch
 from torch import Tensor
 from torchmetrics.classification import BinaryPrecisionRecallCurve
 
+from fod_lightning.metrics.binned_curve import FastBinnedUpdate
 
-class BinaryF1Max(BinaryPrecisionRecallCurve):
+
+class BinaryF1Max(FastBinnedUpdate, BinaryPrecisionRecallCurve):
     """Max F1 over thresholds (a sample is positive when its score >= threshold), for any score scale.
 
     Inputs as :class:`~torchmetrics.classification.BinaryPrecisionRecallCurve`: scores (N, ...) and binary
@@ -13,7 +15,8 @@ class BinaryF1Max(BinaryPrecisionRecallCurve):
     used as they are (no batch-wise sigmoid). ``thresholds=None`` is exact (stores all scores); an int K uses
     ``linspace(0, 1, K)`` and a tensor uses the given thresholds (scores should then lie in their range).
 
-    After :meth:`compute`, ``threshold`` holds the threshold reaching the max F1 (None before, or after reset).
+    Binned updates in O(n log K) (:mod:`~fod_lightning.metrics.binned_curve`). After :meth:`compute`, ``threshold``
+    holds the threshold reaching the max F1 (None before, or after reset).
     """
 
     higher_is_better = True
