@@ -107,12 +107,10 @@ def fod(args, name: str, train, calibration, test, device, phases: Phases) -> tu
         [f.cpu() for f in net.pooled_features(b)] for b in batches(train, device)))])  # fmt: skip
     net.reference.set([m.double().mean(0) for m in maps])
     if net.memory is not None:
-        phases.run(
-            name,
-            "memory",
-            lambda: net.memory.set(maps),
-            note=f"bank {sum(getattr(net.memory, f'stage{i}').numel() for i in range(2)) * 4 / MIB:.0f} MiB",
-        )
+        phases.run(name, "memory", lambda: net.memory.set(maps))
+        banks = [getattr(net.memory, f"stage{i}") for i in range(net.memory.n_stages)]
+        phases.rows[-1] |= {"bank_mib": sum(b.numel() * b.element_size() for b in banks) / MIB,
+                            "note": "bank " + " + ".join(f"{b.shape[0]} x {b.shape[1]}" for b in banks)}  # fmt: skip
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
 
