@@ -13,11 +13,13 @@ from pathlib import Path
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_ap", "pixel_ap", "mad")
 
 
-def cell(values: list[float]) -> str:
+def cell(values: list[float], digits: int = 4) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main(out: Path) -> None:
@@ -36,7 +38,7 @@ def main(out: Path) -> None:
                 else sum(c.get("fit_seconds", 0) for c in j["categories"].values()) for j in jobs]  # fmt: skip
         rss = max((c.get("cost", {}).get("fit_peak_rss_mib") or 0) for c in unified)
         print(
-            f"| {bench} | {model} | {setting} | {len(jobs)} | " + " | ".join(cells) + f" | {cell(fits)} | {rss:.0f} |"
+            f"| {bench} | {model} | {setting} | {len(jobs)} | " + " | ".join(cells) + f" | {cell(fits, 1)} | {rss:.0f} |"
         )
 
 

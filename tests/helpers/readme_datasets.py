@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from helpers.ad2_layout import write_ad2
 from helpers.datasets import SQUARE_RECT, write_btad, write_image, write_mask, write_mvtec3d, write_visa
 
 # data.category values the README's MVTec AD commands name (capsule only in a SLURM command, which is composed).
@@ -58,6 +59,7 @@ README_DATA: dict[str, Callable[[Path], None]] = {
     "/data/widgets": write_widgets,
     "/data/line3": write_new_images,
     "/data/new": write_new_images,
+    "/data/mvtec_ad_2": lambda root: write_ad2(root, n_train=6, n_val=4),  # can and vial
 }
 DATA_PATH = re.compile(r"(?<![\w./])/data/[^/\s'\"*]+")
 

@@ -150,6 +150,7 @@ class Run:
 
 MAKE_RUN = "make run"
 MVTEC_BOTTLE = "python -m fod_lightning.run data=mvtec data.root=/data/mvtec_anomaly_detection data.category=bottle"
+UNIFIED_MVTEC = f"{MVTEC_BOTTLE.removesuffix('bottle')}all setting=unified"
 LITE0 = "model/net/backbone=tf_efficientnet_lite0"
 NO_HUB = "wide_resnet50_2 needs hub weights (no internet here): tf_efficientnet_lite0 with its offline weights"
 # trainer=ddp brings compile_correlation=true (conf/trainer_extras/ddp.yaml): on a CPU that is an inductor C++ build
@@ -183,6 +184,19 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
     "python -m fod_lightning.run data=visa data.root=/data/VisA data.category=all": Run(),
     "python -m fod_lightning.run data=folder data.root=/data/widgets data.normal_dir=good "
     "data.abnormal_dirs=[scratch,dent] data.mask_dir=masks data.category=widget": Run(),
+    # One model for every category
+    UNIFIED_MVTEC: ComposeOnly("the tiny MVTec AD here has one category; test_unified.py runs two of each layout"),
+    "python -m fod_lightning.run -m setting=separate,unified model=patchcore data.category=all": Run(
+        why="both settings on the embedded benchmark's three categories"
+    ),
+    "bash experiments/2026-12-06_unified/run.sh OUT A": Skip("a study (about 5 min): experiments/2026-12-06_unified/"),
+    "bash experiments/2026-12-06_unified/run.sh OUT B": Skip("a study (about 35 min): experiments/2026-12-06_unified/"),
+    # MVTec AD 2
+    "python -m fod_lightning.run experiment=mvtec_ad2 data.root=/data/mvtec_ad_2": Run(why="a tiny layout: can, vial"),
+    "python -m fod_lightning.run experiment=mvtec_ad2 data.root=/data/mvtec_ad_2 model=patchcore submission=true": Run(
+        why="the server's files of the tiny layout's private splits, checked and packed"
+    ),
+    "python -m fod_lightning.run experiment=mvtec_ad2_fod_plus data.root=/data/mvtec_ad_2 data.category=can": Run(),
     # Your own images: which model
     "python -m fod_lightning.run data=folder data.root=/data/widgets data.normal_dir=good "
     "data.abnormal_dirs=[scratch,dent] data.mask_dir=masks data.category=widget model=patchcore": Run(),

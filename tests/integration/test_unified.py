@@ -13,6 +13,7 @@ import fod_lightning
 from fod_lightning.errors import ConfigError
 from fod_lightning.run import run
 from helpers.configs import TINY, TINY_RUN, TINY_TEXTURES, compose_config
+from helpers.datasets import write_btad, write_mvtec, write_mvtec3d, write_visa
 
 TWO = ["data.category=[brick,grass]", "setting=unified"]
 MODELS = {"fod": TINY, "patchcore": [*TINY_RUN, "model=patchcore"], "padim": [*TINY_RUN, "model=padim"]}
@@ -98,3 +99,23 @@ def test_the_unified_settings_refusals(tmp_path):
         r"unified one: evaluate it with setting=separate data.category=brick",
     ):
         unified(tmp_path / "d", "fod", "train=false", f"ckpt_path={separate}")
+
+
+UNIFIED_LAYOUTS = {  # benchmark -> (writer of its tiny layout, its two categories)
+    "mvtec": (lambda root: [write_mvtec(root, c) for c in ("bottle", "cable")], "[bottle,cable]"),
+    "btad": (lambda root: [write_btad(root, c) for c in ("01", "02")], "[01,02]"),
+    "mvtec3d": (lambda root: [write_mvtec3d(root, c) for c in ("bagel", "cookie")], "[bagel,cookie]"),
+    "visa": (write_visa, "[candle,pcb1]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNIFIED_LAYOUTS))
+def test_the_unified_setting_on_every_benchmark_layout(tmp_path, name):
+    """One PaDiM for two categories of each real benchmark's layout (the embedded textures and photos: above)."""
+    writer, categories = UNIFIED_LAYOUTS[name]
+    writer(tmp_path / "ds")
+    cfg = compose_config(tmp_path, [*TINY_RUN, "model=padim", f"data={name}", f"data.root={tmp_path / 'ds'}",
+                                    f"data.category={categories}", "setting=unified"])  # fmt: skip
+    results = run(cfg)
+    assert results["setting"] == "unified" and list(results["categories"]) == categories.strip("[]").split(",")
+    assert [p.parent.parent.name for p in (tmp_path / "out").rglob("*.ckpt")] == ["unified"]
