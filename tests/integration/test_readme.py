@@ -197,6 +197,7 @@ HANDLING: dict[str, Skip | ComposeOnly | PathsOnly | Run] = {
         why="the server's files of the tiny layout's private splits, checked and packed"
     ),
     "python -m fod_lightning.run experiment=mvtec_ad2_fod_plus data.root=/data/mvtec_ad_2 data.category=can": Run(),
+    "bash experiments/2026-12-06_mvtec_ad2/run.sh OUT": Skip("a study (20 min): experiments/2026-12-06_mvtec_ad2/"),
     # Your own images: which model
     "python -m fod_lightning.run data=folder data.root=/data/widgets data.normal_dir=good "
     "data.abnormal_dirs=[scratch,dent] data.mask_dir=masks data.category=widget model=patchcore": Run(),
