@@ -5,7 +5,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +55,7 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None, parts: dict | None =
     tested = {}
     try:
         keep = kept_checkpoints(cfg, model)
-        callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks = instantiate_callbacks(cfg)
         callbacks = [c for c in callbacks if keep == "all" or not isinstance(c, BestMetricCheckpoint)]
         callbacks += early_stopping(cfg)
         plugins = [ReadOnceCheckpointIO(resumed.path, resumed.contents)] if resumed is not None else None
@@ -99,9 +99,18 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None, parts: dict | None =
     return records[None] if parts is None else records
 
 
+def instantiate_callbacks(cfg: DictConfig) -> list:
+    """The config's callbacks; with ``trainer.enable_progress_bar=false`` without its progress bar (Lightning refuses
+    the two together), so that switching the bar off is one setting."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks
+
+
 def tester(cfg: DictConfig) -> L.Trainer:
     """A trainer that tests one category of the unified model: that category's pictures, no logger, no checkpoints."""
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = instantiate_callbacks(cfg)
     callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)
 
