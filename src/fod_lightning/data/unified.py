@@ -10,6 +10,15 @@ from fod_lightning.errors import ConfigError
 UNIFIED = "unified"  # the name of the one model's folder, where a category's would be
 
 
+def check_unified_categories(names: list[str]) -> None:
+    """The unified setting needs at least two categories (the job checks before building anything)."""
+    if len(names) < 2:
+        raise ConfigError(
+            f"setting=unified trains one model for several categories, but data.category gives {', '.join(names)} "
+            "alone: set data.category=all or a list, or setting=separate"
+        )
+
+
 class UnifiedDataModule(AnomalyDataModule):
     """The union of the categories' datamodules (each already built from the same data config, differing only in
     ``category``). Training, the reference split, validation and calibration hold every category's images (the hold-outs
@@ -21,12 +30,8 @@ class UnifiedDataModule(AnomalyDataModule):
     """
 
     def __init__(self, parts: dict[str, AnomalyDataModule]) -> None:
+        check_unified_categories(list(parts))
         first = next(iter(parts.values()))
-        if len(parts) < 2:
-            raise ConfigError(
-                f"setting=unified trains one model for several categories, but only {', '.join(parts)} is asked for: "
-                "set data.category=all or a list of categories, or setting=separate"
-            )
         self.parts = parts
         self.benchmark, self.resize, self.has_masks = (
             first.benchmark,

@@ -70,9 +70,12 @@ def fit_and_test_category(cfg: DictConfig, datamodule=None, parts: dict | None =
         tests = {None: (cfg, datamodule, trainer)} if parts is None else {
             name: (part_cfg, part, tester(part_cfg)) for name, (part_cfg, part) in parts.items()}  # fmt: skip
         records = {}
-        for name, (test_cfg, test_data, test_trainer) in tests.items() if cfg.get("test", True) else ():
+        if cfg.get("test", True):
             test_path, tested = checkpoint_to_test(cfg, trainer, model, train)
+        for name, (test_cfg, test_data, test_trainer) in tests.items() if cfg.get("test", True) else ():
+            # the chosen weights are read once: the unified model's later categories test the model as loaded
             test_trainer.test(model, datamodule=test_data, ckpt_path=test_path, verbose=False, weights_only=True)
+            test_path = None
             if trainer.is_global_zero and model.evaluator.predictions:
                 folder = Path(test_cfg.paths.output_dir) / test_cfg.data.category
                 write_test_scores(folder / "scores.csv", model.evaluator.predictions, model.thresholds.image)

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fod_lightning.data.unified import UNIFIED
+from fod_lightning.data.unified import UNIFIED, check_unified_categories
 from fod_lightning.deploy.submission import pack_submission, prepare_submission
 from fod_lightning.engine.advice import validation_advice
 from fod_lightning.engine.categories import categories_of
@@ -67,11 +67,9 @@ def run(cfg: DictConfig) -> dict:
         check_config(cfg)
         categories = categories_of(cfg)
         resumed = resumed_run(cfg) if cfg.get("ckpt_path") == "last" else None
-        if cfg.get("setting", "separate") == UNIFIED and len(categories.names) < 2:
-            raise ConfigError(
-                f"setting=unified trains one model for several categories, but data.category gives "
-                f"{categories.names[0]} alone: set data.category=all or a list, or setting=separate"
-            )
+        unified = cfg.get("setting", "separate") == UNIFIED
+        if unified:
+            check_unified_categories(categories.names)
         submission = submission_folder(cfg, datamodule_cls, output_dir)
         if len(categories.names) == 1:  # its data now: a broken layout stops the run before it leaves anything
             name = categories.names[0]
@@ -95,9 +93,9 @@ def run(cfg: DictConfig) -> dict:
         record["categories_planned"] = categories.names
         save()
         errors: dict[str, Exception] = {}
-        if cfg.get("setting", "separate") == UNIFIED:  # one model: a failure fails the job
+        if unified:  # one model: a failure fails the job
             per_category.update(fit_and_test_unified(cfg, categories.names, resumed))
-        for category in categories.names if cfg.get("setting", "separate") != UNIFIED else ():
+        for category in () if unified else categories.names:
             log.info("category %s", category)
             try:
                 per_category[category] = fit_and_test_category(
