@@ -13,13 +13,14 @@ import gc
 import itertools
 import json
 import platform
+import statistics
 from pathlib import Path
 
 import torch
 
 from fod_lightning.bench import baseline
-from fod_lightning.bench.measure import PeakMemory, seconds_per_call
-from fod_lightning.data.textures import TexturesDataModule
+from fod_lightning.bench.measure import PeakMemory, seconds_per_call, set_mmap_threshold
+from fod_lightning.data.textures import TEXTURE_CATEGORIES, TexturesDataModule
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses
 from fod_lightning.models.fod.model import FOD
@@ -52,7 +53,7 @@ def parse(argv=None) -> argparse.Namespace:
 def load_images(root: str, size: int) -> torch.Tensor:
     """All training images of the embedded benchmark's categories, (N, 3, S, S) normalised."""
     images = []
-    for category in TexturesDataModule.categories:
+    for category in TEXTURE_CATEGORIES:
         dm = TexturesDataModule(root=root, category=category, image_size=size)
         dataset = dm.split("reference")
         images += [dataset[i]["image"] for i in range(len(dataset))]
@@ -96,29 +97,56 @@ def ours_step(net: FOD, optimizer, features: list[torch.Tensor], rows: slice, de
 
 
 class Variant:
-    """One measured configuration: ``step`` processes one batch of ``batch`` images."""
+    """One measured configuration: ``make()`` builds it (a fresh copy of the model and its optimizer) and returns its
+    ``step``, which processes one batch of ``batch`` images."""
 
-    def __init__(self, name: str, batch: int, step, repeats: int) -> None:
-        self.name, self.batch, self.step, self.repeats = name, batch, step, repeats
+    def __init__(self, name: str, batch: int, make, repeats: int) -> None:
+        self.name, self.batch, self.make, self.repeats = name, batch, make, repeats
         self.row = {"variant": name, "batch": batch}
+        self.step = None
 
-    def time(self, device, warmup: int) -> float:
+    def build(self, warmup: int) -> None:
+        self.step = self.make()
         for _ in range(warmup):
             self.step()
-        seconds = seconds_per_call(self.step, device, self.repeats) / self.batch
-        self.row["seconds_per_image"] = seconds
-        print(f"  {self.name:<40} batch {self.batch:>3}  {1000 * seconds:10.2f} ms/image", flush=True)
-        return seconds
 
-    def memory(self, device) -> None:
-        """Peak memory over two calls."""
+    def release(self) -> None:
+        self.step = None
+        gc.collect()
+
+    def memory(self, device, warmup: int) -> None:
+        """Peak memory over two calls of the variant built alone (after its warm-up), then released."""
+        self.build(max(1, warmup))
         with PeakMemory(device) as mem:
             self.step()
             self.step()
+        self.release()
         self.row |= {"peak_memory_gib": mem.peak / GIB, "added_memory_gib": mem.added / GIB,
                      "added_memory_gib_per_image": mem.added / GIB / self.batch}  # fmt: skip
         print(f"  {self.name:<40} batch {self.batch:>3}  peak {mem.peak / GIB:6.2f} GiB "
               f"(+{mem.added / GIB:.2f}, {mem.added / GIB / self.batch:.3f} per image)", flush=True)  # fmt: skip
+
+
+def time_interleaved(variants: list[Variant], device: torch.device, warmup: int) -> None:
+    """Each variant's time per image, the median of its calls, with the calls of all variants interleaved round by
+    round (a variant with fewer repeats spread evenly over the rounds): a machine whose speed drifts, as a shared
+    one's does, slows them alike, so their ratios hold. One allocator setting for all (glibc's mmap threshold at
+    32 MiB), whatever ran before."""
+    set_mmap_threshold(32 * 1024 * 1024)
+    for variant in variants:
+        variant.build(warmup)
+    rounds = max(v.repeats for v in variants)
+    when = {id(v): {round(i * rounds / v.repeats) for i in range(v.repeats)} for v in variants}
+    samples: dict[int, list[float]] = {id(v): [] for v in variants}
+    for r in range(rounds):
+        for variant in variants:
+            if r in when[id(variant)]:
+                samples[id(variant)].append(seconds_per_call(variant.step, device, 1))
+    for variant in variants:
+        seconds = statistics.median(samples[id(variant)]) / variant.batch
+        variant.row |= {"seconds_per_image": seconds, "calls": len(samples[id(variant)])}
+        print(f"  {variant.name:<40} batch {variant.batch:>3}  {1000 * seconds:10.2f} ms/image "
+              f"(median of {len(samples[id(variant)])} interleaved calls)", flush=True)  # fmt: skip
 
 
 def machine(device: torch.device) -> str:
@@ -144,20 +172,43 @@ def loss_parity(net: FOD, image: torch.Tensor) -> float:
 
 
 def training_variant(name, net, features, size, device, repeats, compiled=False, bf16=False) -> Variant:
-    ours = copy.deepcopy(net) if not compiled else clone_compiled(net)
-    opt, batches = torch.optim.Adam(trainable(ours), lr=1e-4), Batches(len(features[0]), size)
-    return Variant(name, size, lambda: ours_step(ours, opt, features, batches.next(), device, bf16), repeats)
+    def make():
+        ours = copy.deepcopy(net) if not compiled else clone_compiled(net)
+        opt, batches = torch.optim.Adam(trainable(ours), lr=1e-4), Batches(len(features[0]), size)
+        return lambda: ours_step(ours, opt, features, batches.next(), device, bf16)
+
+    return Variant(name, size, make, repeats)
+
+
+def baseline_variant(net, images, device, repeats) -> Variant:
+    def make():
+        base, batches = copy.deepcopy(net), Batches(len(images), 1)
+        optimizer = torch.optim.Adam(trainable(base), lr=1e-4)
+        return lambda: baseline.train_step(base, optimizer, images[batches.next()].to(device))
+
+    return Variant("baseline (authors' structure)", 1, make, repeats)
 
 
 def scoring_variant(name, net, images, size, device, repeats, compiled=False, bf16=False) -> Variant:
-    ours = (copy.deepcopy(net) if not compiled else clone_compiled(net)).eval()
-    batches = Batches(len(images), size)
+    def make():
+        ours = (copy.deepcopy(net) if not compiled else clone_compiled(net)).eval()
+        batches = Batches(len(images), size)
 
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return ours.predict(images[batches.next()].to(device, non_blocking=True))
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                return ours.predict(images[batches.next()].to(device, non_blocking=True))
 
-    return Variant(name, size, step, repeats)
+        return step
+
+    return Variant(name, size, make, repeats)
+
+
+def baseline_scoring_variant(net, images, device, repeats) -> Variant:
+    def make():
+        batches = Batches(len(images), 1)
+        return lambda: baseline.score(net, images[batches.next()].to(device))
+
+    return Variant("baseline scoring (authors' test)", 1, make, repeats)
 
 
 def clone_compiled(net: FOD) -> FOD:
@@ -173,6 +224,8 @@ def write_profile(variant: Variant, device: torch.device, path: Path) -> None:
     """Kernel time table of three steps of ``variant`` (where the time goes, for the next optimisation)."""
     from torch.profiler import ProfilerActivity, profile
 
+    variant.build(1)
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(3):
@@ -183,6 +236,7 @@ def write_profile(variant: Variant, device: torch.device, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = prof.key_averages().table(sort_by=sort, row_limit=30)
     path.write_text(f"{variant.name}, batch {variant.batch}, 3 steps\n{table}")
+    variant.release()
     print(f"  profile of {variant.name}: {path}", flush=True)
 
 
@@ -209,47 +263,52 @@ def main(argv=None) -> dict:
     base_repeats = args.baseline_repeats or args.repeats
     rows: list[dict] = []
 
-    def measure(variant: Variant, profile: Path | None = None) -> dict:
-        """Time, profile, then the peak memory; then free the variant's model, so that each variant's
-        peak is measured beside the shared data alone."""
-        variant.time(device, args.warmup)
+    def measure(group: list[Variant], profile: Path | None = None) -> list[dict]:
+        """Time the group's variants interleaved, profile the last one, then each one's peak memory built alone."""
+        time_interleaved(group, device, args.warmup)
+        for variant in group:
+            variant.release()
         if profile:
-            write_profile(variant, device, profile)
-        variant.memory(device)
-        variant.step = None
-        gc.collect()
-        rows.append(variant.row)
-        return variant.row
+            write_profile(group[-1], device, profile)
+        for variant in group:
+            variant.memory(device, args.warmup)
+            rows.append(variant.row)
+        return [variant.row for variant in group]
 
     print("training", flush=True)
+    group = []
     if not args.skip_baseline:
         record["loss_relative_difference"] = loss_parity(net, images[:1].to(device))
         print(f"  same weights, same image: total loss differs by {record['loss_relative_difference']:.1e} (relative)")
-        base, b1 = copy.deepcopy(net), Batches(len(images), 1)
-        base_opt = torch.optim.Adam(trainable(base), lr=1e-4)
-        measure(Variant("baseline (authors' structure)", 1, lambda: baseline.train_step(
-            base, base_opt, images[b1.next()].to(device)), base_repeats))  # fmt: skip
-        del base, base_opt
-    ours = [measure(training_variant("fod_lightning", net, features, int(b), device, args.repeats))
-            for b in args.train_batches.split(",")]  # fmt: skip
+        group.append(baseline_variant(net, images, device, base_repeats))
+    group += [training_variant("fod_lightning", net, features, int(b), device, args.repeats)
+              for b in args.train_batches.split(",")]  # fmt: skip
+    ours = [row for row in measure(group) if row["variant"] == "fod_lightning"]
     best = min(ours, key=lambda row: row["seconds_per_image"])["batch"]
     extras = [("+ bf16 autocast", False, True)] if args.bf16 else []
     extras += [("+ torch.compile", True, False)] if args.compile else []
     extras += [("+ torch.compile + bf16 autocast", True, True)] if args.compile and args.bf16 else []
-    for i, (suffix, compiled, bf16) in enumerate(extras):
-        profile = Path(args.profile) if args.profile and i == len(extras) - 1 else None
-        measure(training_variant(f"fod_lightning {suffix}", net, features, best, device, args.repeats, compiled, bf16),
-                profile)  # fmt: skip
+    if extras:
+        measure([training_variant(f"fod_lightning {suffix}", net, features, best, device, args.repeats, compiled, bf16)
+                 for suffix, compiled, bf16 in extras], Path(args.profile) if args.profile else None)  # fmt: skip
 
     print("scoring", flush=True)
     net.eval()
-    if not args.skip_baseline:
-        b1 = Batches(len(images), 1)
-        measure(Variant("baseline scoring (authors' test)", 1,
-                        lambda: baseline.score(net, images[b1.next()].to(device)), base_repeats))  # fmt: skip
-    for suffix, compiled, bf16 in [("", False, False), *extras]:
-        measure(scoring_variant(f"fod_lightning scoring {suffix}".strip(), net, images, args.eval_batch, device,
-                                args.repeats, compiled, bf16))  # fmt: skip
+    group = [baseline_scoring_variant(net, images, device, base_repeats)] if not args.skip_baseline else []
+    group += [
+        scoring_variant(
+            f"fod_lightning scoring {suffix}".strip(),
+            net,
+            images,
+            args.eval_batch,
+            device,
+            args.repeats,
+            compiled,
+            bf16,
+        )
+        for suffix, compiled, bf16 in [("", False, False), *extras]
+    ]
+    measure(group)
     record["rows"] = rows
     record["ratios"] = ratios(record["rows"])
     for key, value in record["ratios"].items():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fod_lightning.models.fod.attention import CorrelationAttention, gaussian_target, squared_grid_distances
-from fod_lightning.models.fod.correlation import grid_offsets
+from fod_lightning.models.fod.correlation import block_rows_for, fused_correlation, grid_offsets
 from fod_lightning.models.fod.divergence import entropy, kl_divergence
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses
 from fod_lightning.models.fod.model import FODStage
@@ -152,3 +152,64 @@ def test_compiled_kernels_equal_the_straightforward_formulas_on_cpu():
     torch.manual_seed(0)
     att = CorrelationAttention(16, 4, block_elements=7 * 4 * GRID[0] * GRID[1], compiled=True)
     assert_matches_float64_reference(att, 3, 1)
+
+
+def correlation_inputs(batch, ref_batch, dtype=torch.float32):
+    """q (pre-scaled), k, v, inv_y, inv_x of a fused call on GRID with 4 heads of width 8."""
+    g = torch.Generator().manual_seed(3)
+    heads, e, length = 4, 8, GRID[0] * GRID[1]
+    return [torch.randn(batch, heads, length, e, generator=g, dtype=dtype) * 0.4,
+            torch.randn(ref_batch, heads, length, e, generator=g, dtype=dtype),
+            torch.randn(ref_batch, heads, length, e, generator=g, dtype=dtype),
+            torch.rand(batch, heads, length, generator=g, dtype=dtype) + 0.05,
+            torch.rand(batch, heads, length, generator=g, dtype=dtype) + 0.05]  # fmt: skip
+
+
+def fused_values_and_gradients(batch, ref_batch, keep_bytes, block_elements, dtype=torch.float32):
+    """fused_correlation's four outputs and the gradients of a weighted sum of them for its five inputs."""
+    inputs = [x.requires_grad_() for x in correlation_inputs(batch, ref_batch, dtype)]
+    out, stats = fused_correlation(*inputs, grid_offsets(GRID), block_elements, keep_bytes=keep_bytes)
+    outputs = [out, stats.discrepancy, stats.target_discrepancy, stats.entropy]
+    g = torch.Generator().manual_seed(4)
+    weights = [torch.randn(o.shape, generator=g, dtype=dtype) for o in outputs]
+    return outputs + list(torch.autograd.grad(weighted_sum(outputs, weights), inputs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("batch", "ref_batch"), [(1, 1), (3, 3), (3, 1)])
+def test_kept_logarithms_give_the_same_values_and_gradients_bit_for_bit(dtype, batch, ref_batch, monkeypatch):
+    """keep_logs_mib: the backward pass reusing the forward's logarithms (all of them, or the two blocks a small
+    budget holds) gives exactly what recomputing them gives."""
+    from fod_lightning.models.fod import correlation
+
+    kept_blocks, forward_block = [], correlation.forward_block
+    monkeypatch.setattr(correlation, "forward_block",
+                        lambda *a, keep=False: kept_blocks.append(keep) or forward_block(*a, keep=keep))  # fmt: skip
+    length, block_elements = GRID[0] * GRID[1], 7 * 4 * GRID[0] * GRID[1]  # ragged blocks
+    images = 1 if ref_batch == 1 and batch > 1 else batch  # a broadcast reference: one image per block on a CPU
+    rows = block_rows_for(torch.empty(batch, 4, length), length, block_elements, images)
+    assert 1 < rows < length
+    block_bytes = 2 * images * 4 * rows * length * (4 if dtype == torch.float32 else 8)
+    recomputed = fused_values_and_gradients(batch, ref_batch, 0, block_elements, dtype)
+    blocks = -(-length // rows) * (batch // images)
+    assert kept_blocks == [False] * blocks
+    for keep, kept_count in ((2 * block_bytes, 2), (10**9, blocks)):
+        kept_blocks.clear()
+        kept = fused_values_and_gradients(batch, ref_batch, keep, block_elements, dtype)
+        assert sum(kept_blocks) == kept_count
+        for a, b in zip(kept, recomputed):
+            assert torch.equal(a, b)
+
+
+def test_a_broadcast_reference_scores_each_image_of_a_batch_as_alone_on_a_cpu():
+    """One reference for the batch (FOD's inter branch while scoring): one image per block on a CPU, so that an
+    image's values do not depend on the batch it is scored in, bit for bit (and no expanded copies per block)."""
+    q, k, v, inv_y, inv_x = correlation_inputs(3, 1)
+    with torch.no_grad():
+        out, stats = fused_correlation(q, k, v, inv_y, inv_x, grid_offsets(GRID))
+        for i in range(3):
+            one = slice(i, i + 1)
+            out_i, stats_i = fused_correlation(q[one], k, v, inv_y[one], inv_x[one], grid_offsets(GRID))
+            assert torch.equal(out_i, out[one])
+            for name in ("discrepancy", "target_discrepancy", "entropy"):
+                assert torch.equal(getattr(stats_i, name), getattr(stats, name)[one]), name

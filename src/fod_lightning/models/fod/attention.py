@@ -61,6 +61,8 @@ class CorrelationAttention(nn.Module):
             correlation after dropout; otherwise the lean fused path computes the same values.
         block_elements: temporaries per block of the fused path (None: chosen by device).
         compiled: run the fused path's block kernels through torch.compile.
+        keep_mib: while training, MiB of the fused path's logarithms kept per call for its backward pass (the same
+            gradients, fewer logarithms recomputed); 0: all recomputed.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class CorrelationAttention(nn.Module):
         dropout: float = 0.0,
         block_elements: int | None = None,
         compiled: bool = False,
+        keep_mib: float = 0.0,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
@@ -79,6 +82,7 @@ class CorrelationAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(d_model // n_heads)
         self.apply_out_proj = out_proj
         self.block_elements, self.compiled = block_elements, compiled
+        self.keep_bytes = int(keep_mib * 2**20)
         self.fused = True  # False: always the materialised path (plain tensor operations, for export)
         self.query_projection = nn.Linear(d_model, d_model)
         self.key_projection = nn.Linear(d_model, d_model)
@@ -122,7 +126,7 @@ class CorrelationAttention(nn.Module):
             else:
                 inv = 1.0 / (2 * sigma.to(torch.promote_types(sigma.dtype, torch.float32)) ** 2)  # (B, H, L, 2)
                 out, stats = fused_correlation(self.scale * q, k, v, inv[..., 0], inv[..., 1], offsets,
-                                               self.block_elements, self.compiled)  # fmt: skip
+                                               self.block_elements, self.compiled, self.keep_bytes)  # fmt: skip
             out = out.to(v.dtype)
         out = out.transpose(1, 2).reshape(b, length, d)
         if self.apply_out_proj:

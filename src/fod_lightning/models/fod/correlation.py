@@ -7,7 +7,9 @@ target T (reference section 2.1), training and scoring need only row reductions 
     Ent_i = -sum_j C_ij log(C_ij + eps)
 
 and the output C V. :class:`FusedCorrelation` computes them in blocks of query rows and recomputes the
-blocks in the backward pass (as FlashAttention does), so memory grows with L, not L x S. The Gaussian
+blocks in the backward pass (as FlashAttention does), so memory grows with L, not L x S. Within a budget per call
+(``keep_bytes``) it keeps each block's two logarithm tensors, log(C + eps) and d = log(C + eps) - log(T + eps),
+for the backward pass, which then recomputes only C and T: the same values, fewer logarithms. The Gaussian
 target is separable on the token grid: T_ij = Y_i[row_j] X_i[col_j] with Y, X normalised Gaussians over
 the grid's rows and columns, so it costs O(L (h + w)) exponentials instead of O(L S).
 
@@ -79,10 +81,11 @@ def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.einsum("...j,...j->...", a, b)
 
 
-def forward_block(q, k, v, inv_y, inv_x, dy2, dx2, eps: float = EPS):
+def forward_block(q, k, v, inv_y, inv_x, dy2, dx2, eps: float = EPS, keep: bool = False):
     """One block of query rows: q (B, H, r, E) pre-scaled, k, v (B|1, H, S, E).
 
-    Returns out (B, H, r, E), SD (B, H, r), Ent (B, H, r).
+    Returns out (B, H, r, E), SD (B, H, r), Ent (B, H, r), and with ``keep`` (log(C + eps), d), each
+    (B, H, r, S), for :func:`backward_block`.
     """
     c = torch.softmax(q @ k.transpose(-1, -2), dim=-1)  # (B, H, r, S)
     out = c @ v
@@ -91,20 +94,24 @@ def forward_block(q, k, v, inv_y, inv_x, dy2, dx2, eps: float = EPS):
     d = (t + eps).log_().neg_().add_(log_c)  # log(C + eps) - log(T + eps)
     sd = _rowdot(c, d) - _rowdot(t, d)
     ent = -_rowdot(c, log_c)
-    return out, sd, ent
+    return (out, sd, ent, (log_c, d)) if keep else (out, sd, ent)
 
 
-def backward_block(q, k, v, inv_y, inv_x, dy2, dx2, g_out, g_sd, g_sd_target, g_ent, eps: float = EPS):
-    """Gradients of one block (recomputing C and T); g_* are the upstream gradients of forward_block's
-    outputs, g_sd / g_sd_target of SD through C / through T.
+def backward_block(q, k, v, inv_y, inv_x, dy2, dx2, g_out, g_sd, g_sd_target, g_ent, eps: float = EPS,
+                   kept: tuple[torch.Tensor, torch.Tensor] | None = None):  # fmt: skip
+    """Gradients of one block (recomputing C and T, and the logarithms unless ``kept`` by forward_block);
+    g_* are the upstream gradients of forward_block's outputs, g_sd / g_sd_target of SD through C / through T.
 
     Returns dq (B, H, r, E), dk, dv (B, H, S, E), d_inv_y, d_inv_x (B, H, r).
     """
     h, w = dy2.shape[-1], dx2.shape[-1]
     c = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
     t = gaussian_rows(inv_y, inv_x, dy2, dx2)
-    log_c = (c + eps).log_()
-    d = (t + eps).log_().neg_().add_(log_c)  # log(C + eps) - log(T + eps)
+    if kept is not None:
+        log_c, d = kept
+    else:
+        log_c = (c + eps).log_()
+        d = (t + eps).log_().neg_().add_(log_c)  # log(C + eps) - log(T + eps)
     a, e = g_sd[..., None], g_ent[..., None]
     # dSD/dC = d + (C - T) / (C + eps);  dEnt/dC = -(log(C + eps) + C / (C + eps))
     g_c = g_out @ v.transpose(-1, -2)
@@ -132,23 +139,38 @@ def _sum_to(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x.sum(dim=0, keepdim=True) if batch == 1 and x.shape[0] != 1 else x
 
 
+def blocks(batch: int, length: int, block_rows: int, per_image: bool) -> list[tuple[slice, slice]]:
+    """(images, query rows) of each block: all images together, or (``per_image``) one image at a time."""
+    images = [slice(i, i + 1) for i in range(batch)] if per_image else [slice(None)]
+    return [(image, slice(r, r + block_rows)) for image in images for r in range(0, length, block_rows)]
+
+
 class FusedCorrelation(torch.autograd.Function):
-    """(out, SD through C, SD through T, Ent) of I2Correlation, blockwise over query rows."""
+    """(out, SD through C, SD through T, Ent) of I2Correlation, blockwise over query rows (and images)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, inv_y, inv_x, dy2, dx2, block_rows: int, compiled: bool):
+    def forward(ctx, q, k, v, inv_y, inv_x, dy2, dx2, block_rows: int, compiled: bool, per_image: bool,
+                keep_bytes: int):  # fmt: skip
         fwd = compiled_blocks()[0] if compiled else forward_block
         b, heads, length, _ = q.shape
         out = q.new_empty(b, heads, length, v.shape[-1])
         sd = q.new_empty(b, heads, length)
         ent = q.new_empty(b, heads, length)
-        for i in range(0, length, block_rows):
-            rows = slice(i, i + block_rows)
-            out[:, :, rows], sd[:, :, rows], ent[:, :, rows] = fwd(
-                q[:, :, rows], k, v, inv_y[:, :, rows], inv_x[:, :, rows], dy2[rows], dx2[rows]
-            )
+        # the blocks' logarithms kept for the backward pass, within keep_bytes (eager only: compiled kernels fuse them)
+        budget = keep_bytes if any(ctx.needs_input_grad[:5]) and not compiled else 0
+        kept = []
+        for image, rows in blocks(b, length, block_rows, per_image):
+            args = (q[image, :, rows], k, v, inv_y[image, :, rows], inv_x[image, :, rows], dy2[rows], dx2[rows])
+            block_bytes = 2 * q[image, :, rows].shape[:-1].numel() * k.shape[2] * q.element_size()
+            keep = block_bytes <= budget
+            budget -= block_bytes if keep else 0
+            if keep:
+                out[image, :, rows], sd[image, :, rows], ent[image, :, rows], logs = forward_block(*args, keep=True)
+            else:
+                out[image, :, rows], sd[image, :, rows], ent[image, :, rows] = fwd(*args)
+            kept.append(logs if keep else None)
         ctx.save_for_backward(q, k, v, inv_y, inv_x, dy2, dx2)
-        ctx.block_rows, ctx.compiled = block_rows, compiled
+        ctx.block_rows, ctx.compiled, ctx.per_image, ctx.kept = block_rows, compiled, per_image, kept
         return out, sd, sd.clone(), ent
 
     @staticmethod
@@ -157,23 +179,37 @@ class FusedCorrelation(torch.autograd.Function):
         bwd = compiled_blocks()[1] if ctx.compiled else backward_block
         dq, d_inv_y, d_inv_x = torch.empty_like(q), torch.empty_like(inv_y), torch.empty_like(inv_x)
         dk, dv = torch.zeros_like(k), torch.zeros_like(v)
-        for i in range(0, q.shape[2], ctx.block_rows):
-            rows = slice(i, i + ctx.block_rows)
-            dq_b, dk_b, dv_b, d_inv_y[:, :, rows], d_inv_x[:, :, rows] = bwd(
-                q[:, :, rows], k, v, inv_y[:, :, rows], inv_x[:, :, rows], dy2[rows], dx2[rows],
-                g_out[:, :, rows], g_sd[:, :, rows], g_sd_target[:, :, rows], g_ent[:, :, rows],
-            )  # fmt: skip
-            dq[:, :, rows] = dq_b
+        parts = blocks(q.shape[0], q.shape[2], ctx.block_rows, ctx.per_image)
+        kept, ctx.kept = ctx.kept or [None] * len(parts), None  # freed now; a second backward recomputes them
+        for (image, rows), logs in zip(parts, kept):
+            args = (
+                q[image, :, rows],
+                k,
+                v,
+                inv_y[image, :, rows],
+                inv_x[image, :, rows],
+                dy2[rows],
+                dx2[rows],
+                g_out[image, :, rows],
+                g_sd[image, :, rows],
+                g_sd_target[image, :, rows],
+                g_ent[image, :, rows],
+            )
+            grads = backward_block(*args, kept=logs) if logs is not None else bwd(*args)
+            dq_b, dk_b, dv_b, d_inv_y[image, :, rows], d_inv_x[image, :, rows] = grads
+            dq[image, :, rows] = dq_b
             dk += _sum_to(dk_b, k.shape[0])
             dv += _sum_to(dv_b, v.shape[0])
-        return dq, dk, dv, d_inv_y, d_inv_x, None, None, None, None
+        return dq, dk, dv, d_inv_y, d_inv_x, None, None, None, None, None, None
 
 
-def block_rows_for(q: torch.Tensor, keys: int, block_elements: int | None) -> int:
-    """Query rows per block so that one (B, H, rows, S) temporary holds about ``block_elements`` floats."""
+def block_rows_for(q: torch.Tensor, keys: int, block_elements: int | None, images: int | None = None) -> int:
+    """Query rows per block so that one (images, H, rows, S) temporary holds about ``block_elements`` floats
+    (``images``: per block, None: the whole batch)."""
     if block_elements is None:
         block_elements = GPU_BLOCK_ELEMENTS if q.is_cuda else CPU_BLOCK_ELEMENTS
-    return max(1, min(q.shape[2], block_elements // (q.shape[0] * q.shape[1] * keys)))
+    images = q.shape[0] if images is None else images
+    return max(1, min(q.shape[2], block_elements // (images * q.shape[1] * keys)))
 
 
 def fused_correlation(
@@ -185,6 +221,7 @@ def fused_correlation(
     offsets: tuple[torch.Tensor, torch.Tensor],
     block_elements: int | None = None,
     compiled: bool = False,
+    keep_bytes: int = 0,
 ) -> tuple[torch.Tensor, RowDiscrepancy]:
     """Attention output and row statistics of I2Correlation in float32 (float64 inputs stay float64),
     whatever autocast says.
@@ -196,13 +233,18 @@ def fused_correlation(
         offsets: :func:`grid_offsets` of the token grid, (L, h) and (L, w); S = L = h * w.
         block_elements: size of a block's temporaries (None: by device).
         compiled: use the torch.compile'd block kernels.
+        keep_bytes: while gradients are needed, keep up to this many bytes of the blocks' logarithms for the
+            backward pass (the same gradients; fewer logarithms recomputed). 0: recompute everything.
 
     Returns:
         out (B, H, L, E) and the head-averaged :class:`RowDiscrepancy`.
     """
-    rows = block_rows_for(q, k.shape[2], block_elements)
+    # One reference broadcast over a batch on a CPU: a block of all images would copy the expanded keys and values
+    # for every block (most of the scoring time at batch 8); one image per block reads them in place.
+    per_image = k.shape[0] == 1 and q.shape[0] > 1 and not q.is_cuda
+    rows = block_rows_for(q, k.shape[2], block_elements, 1 if per_image else None)
     with torch.autocast(q.device.type, enabled=False):
         dtype = torch.promote_types(q.dtype, torch.float32)
         args = (t.to(dtype) for t in (q, k, v, inv_y, inv_x, *offsets))
-        out, sd, sd_target, ent = FusedCorrelation.apply(*args, rows, compiled)
+        out, sd, sd_target, ent = FusedCorrelation.apply(*args, rows, compiled, per_image, keep_bytes)
     return out, RowDiscrepancy(sd.mean(dim=1), sd_target.mean(dim=1), ent.mean(dim=1))

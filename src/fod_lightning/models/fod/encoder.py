@@ -38,7 +38,8 @@ class BranchDiscrepancy:
 @dataclass(frozen=True)
 class LayerSettings:
     """What every encoder layer of a stage is built with: width, heads, FFN width, dropout, whether the attention
-    output projection is applied, the fused correlation's block size and compilation, and the branches that run."""
+    output projection is applied, the fused correlation's block size, compilation and kept logarithms (MiB per
+    call), and the branches that run."""
 
     d_model: int
     n_heads: int
@@ -49,6 +50,7 @@ class LayerSettings:
     compiled: bool = False
     with_intra: bool = True
     with_inter: bool = True
+    keep_mib: float = 0.0
 
 
 class EncoderLayer(nn.Module):
@@ -62,7 +64,7 @@ class EncoderLayer(nn.Module):
     def __init__(self, s: LayerSettings) -> None:
         super().__init__()
         self.with_intra, self.with_inter = s.with_intra, s.with_inter
-        attention = (s.d_model, s.n_heads, s.out_proj, s.dropout, s.block_elements, s.compiled)
+        attention = (s.d_model, s.n_heads, s.out_proj, s.dropout, s.block_elements, s.compiled, s.keep_mib)
         self.self_attention = CorrelationAttention(*attention)
         self.cross_attention = CorrelationAttention(*attention)
         self.ffn = Mlp(s.d_model, s.ffn_hidden, s.dropout)
