@@ -1,6 +1,7 @@
 """The LightningModule side every anomaly model shares: evaluation, thresholds, data contract, checkpoints."""
 
 import importlib
+import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -19,8 +20,10 @@ from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet, AnomalyPrediction
 from fod_lightning.training.checkpoint_format import BEST_KEY, META_KEY, CheckpointRecord, metadata_entry
 from fod_lightning.training.plugins import moved_classes
+from fod_lightning.training.scored_validation import ScoredValidation
 from fod_lightning.utils.progress import with_progress
 
+log = logging.getLogger(__name__)
 BACKBONE_PREFIX = "net.backbone."  # the frozen backbone's weights in the state dict
 
 
@@ -69,6 +72,7 @@ class AnomalyModule(LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "contract", "fitted_on", "thresholds"], logger=False)
         self.hparams.update({k: plain(v) for k, v in self.hparams.items()} | {"net": self.net.config})
         self.evaluator = Evaluator(pixel_thresholds, pixel_score_range, aupro_fpr_limit)
+        self.scored_validation = ScoredValidation()  # the test of the final model reads its final validation
         self.thresholds = Thresholds(CalibrationSettings(**dict(calibration or {})), thresholds)
         self.contract = contract
         self.fitted_on = fitted_on
@@ -120,11 +124,18 @@ class AnomalyModule(LightningModule):
 
     # --------------------------------------------------------------------------------------- evaluation
     def eval_step(self, batch: Batch, stage: str) -> AnomalyPrediction:
-        start = time.perf_counter()
-        pred = self.net.predict(batch.image)
-        if pred.image_score.is_cuda:
-            torch.cuda.synchronize(pred.image_score.device)
-        self.evaluator.update(stage, pred.image_score, pred.anomaly_map, batch, time.perf_counter() - start)
+        found = self.scored_validation.find(batch.path) if stage == "test" else None
+        if found is not None:  # the final validation scored these images with these weights
+            pred, seconds = found
+        else:
+            start = time.perf_counter()
+            pred = self.net.predict(batch.image)
+            if pred.image_score.is_cuda:
+                torch.cuda.synchronize(pred.image_score.device)
+            seconds = time.perf_counter() - start
+            if stage == "val" and not self.trainer.sanity_checking and self.validates_on_test_split:
+                self.scored_validation.keep(batch.path, pred, seconds)
+        self.evaluator.update(stage, pred.image_score, pred.anomaly_map, batch, seconds)
         return pred
 
     def eval_epoch_end(self, stage: str) -> None:
@@ -143,6 +154,17 @@ class AnomalyModule(LightningModule):
             if stage == "val" and not sanity:
                 self.log(f"{stage}/{name}_best", self.evaluator.best[f"{stage}/{name}"][0])
 
+    @property
+    def validates_on_test_split(self) -> bool:
+        """The paper protocol: each validation scores the test split."""
+        return getattr(getattr(self.trainer, "datamodule", None), "val_protocol", None) == "paper"
+
+    def on_validation_epoch_start(self) -> None:
+        self.scored_validation.forget()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.scored_validation.forget()  # the weights change
+
     def validation_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
         return self.eval_step(batch, "val")
 
@@ -151,12 +173,21 @@ class AnomalyModule(LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.evaluator.start("test")
+        self.scored_validation.start_test()
 
     def test_step(self, batch: Batch, batch_idx: int) -> AnomalyPrediction:
         return self.eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self.eval_epoch_end("test")
+        reused, total = self.scored_validation.reused, self.scored_validation.reused + self.scored_validation.scored
+        if reused:
+            log.info(
+                "%d of %d batches of the test split: the final validation's scores (the same weights and images),"
+                " not scored again",
+                reused,
+                total,
+            )
 
     def results(self) -> dict:
         """Everything a job records of this model (see :meth:`Evaluator.results`)."""
@@ -214,6 +245,11 @@ class AnomalyModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.restore(CheckpointRecord.of(checkpoint))  # Lightning loads it next
+        self.scored_validation.forget()  # other weights
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        self.scored_validation.forget()  # other weights
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     def restore(self, record: CheckpointRecord) -> dict:
         """What the module keeps beside its weights, from a checkpoint's record; returns the state dict to load: the
