@@ -248,6 +248,10 @@ def main(argv=None) -> dict:
         from fod_lightning.bench.scale import main as scale
 
         return scale(argv[1:])
+    if argv[:1] == ["job"]:  # python -m fod_lightning.bench job: the default job against the authors' steps
+        from fod_lightning.bench.job import main as job
+
+        return job(argv[1:])
     args = parse(argv)
     device = torch.device(args.device)
     images = load_images(args.data_root, args.image_size)

@@ -213,3 +213,19 @@ def test_a_broadcast_reference_scores_each_image_of_a_batch_as_alone_on_a_cpu():
             assert torch.equal(out_i, out[one])
             for name in ("discrepancy", "target_discrepancy", "entropy"):
                 assert torch.equal(getattr(stats_i, name), getattr(stats, name)[one]), name
+
+
+def test_compiled_kernels_on_a_cpu_equal_the_eager_ones_with_the_logarithms_kept():
+    """model.net.compile_correlation=true on a CPU (an inductor C++ build): the compiled blocks, keeping the
+    logarithms for the backward pass (or not), give the eager values and gradients to float32 rounding."""
+    results = {}
+    for compiled, keep in ((False, 0), (True, 10**9), (True, 0)):
+        inputs = [x.requires_grad_() for x in correlation_inputs(2, 1)]
+        out, stats = fused_correlation(*inputs, grid_offsets(GRID), None, compiled, keep_bytes=keep)
+        outputs = [out, stats.discrepancy, stats.target_discrepancy, stats.entropy]
+        g = torch.Generator().manual_seed(4)
+        loss = weighted_sum(outputs, [torch.randn(o.shape, generator=g) for o in outputs])
+        results[compiled, keep] = outputs + list(torch.autograd.grad(loss, inputs))
+    for variant in ((True, 10**9), (True, 0)):
+        for a, b in zip(results[False, 0], results[variant]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

@@ -156,8 +156,8 @@ class FusedCorrelation(torch.autograd.Function):
         out = q.new_empty(b, heads, length, v.shape[-1])
         sd = q.new_empty(b, heads, length)
         ent = q.new_empty(b, heads, length)
-        # the blocks' logarithms kept for the backward pass, within keep_bytes (eager only: compiled kernels fuse them)
-        budget = keep_bytes if any(ctx.needs_input_grad[:5]) and not compiled else 0
+        # the blocks' logarithms kept for the backward pass, within keep_bytes
+        budget = keep_bytes if any(ctx.needs_input_grad[:5]) else 0
         kept = []
         for image, rows in blocks(b, length, block_rows, per_image):
             args = (q[image, :, rows], k, v, inv_y[image, :, rows], inv_x[image, :, rows], dy2[rows], dx2[rows])
@@ -165,7 +165,7 @@ class FusedCorrelation(torch.autograd.Function):
             keep = block_bytes <= budget
             budget -= block_bytes if keep else 0
             if keep:
-                out[image, :, rows], sd[image, :, rows], ent[image, :, rows], logs = forward_block(*args, keep=True)
+                out[image, :, rows], sd[image, :, rows], ent[image, :, rows], logs = fwd(*args, keep=True)
             else:
                 out[image, :, rows], sd[image, :, rows], ent[image, :, rows] = fwd(*args)
             kept.append(logs if keep else None)
@@ -195,7 +195,7 @@ class FusedCorrelation(torch.autograd.Function):
                 g_sd_target[image, :, rows],
                 g_ent[image, :, rows],
             )
-            grads = backward_block(*args, kept=logs) if logs is not None else bwd(*args)
+            grads = bwd(*args, kept=logs) if logs is not None else bwd(*args)
             dq_b, dk_b, dv_b, d_inv_y[image, :, rows], d_inv_x[image, :, rows] = grads
             dq[image, :, rows] = dq_b
             dk += _sum_to(dk_b, k.shape[0])
