@@ -42,8 +42,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per variant (after the warm-up)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (compilation, allocator)")
     p.add_argument("--baseline-repeats", type=int, default=None, help="timed baseline calls (default: --repeats)")
-    p.add_argument("--compile", action="store_true", help="also time compile_correlation=true at the best batch")
-    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (projections) at the best batch")
+    p.add_argument("--compile", action="store_true", help="also time compile_correlation=true at the largest batch")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (projections) at the largest batch")
     p.add_argument("--skip-baseline", action="store_true", help="measure fod_lightning only (no ratios)")
     p.add_argument("--out", default=None, help="JSON record to write")
     p.add_argument("--profile", default=None, help="write a torch.profiler table of the last training variant here")
@@ -248,6 +248,10 @@ def main(argv=None) -> dict:
         from fod_lightning.bench.scale import main as scale
 
         return scale(argv[1:])
+    if argv[:1] == ["floor"]:  # python -m fod_lightning.bench floor: the step against its arithmetic floor
+        from fod_lightning.bench.floor import main as floor
+
+        return floor(argv[1:])
     if argv[:1] == ["job"]:  # python -m fod_lightning.bench job: the default job against the authors' steps
         from fod_lightning.bench.job import main as job
 
@@ -285,16 +289,15 @@ def main(argv=None) -> dict:
         record["loss_relative_difference"] = loss_parity(net, images[:1].to(device))
         print(f"  same weights, same image: total loss differs by {record['loss_relative_difference']:.1e} (relative)")
         group.append(baseline_variant(net, images, device, base_repeats))
-    group += [training_variant("fod_lightning", net, features, int(b), device, args.repeats)
-              for b in args.train_batches.split(",")]  # fmt: skip
-    ours = [row for row in measure(group) if row["variant"] == "fod_lightning"]
-    best = min(ours, key=lambda row: row["seconds_per_image"])["batch"]
+    batches = [int(b) for b in args.train_batches.split(",")]
+    group += [training_variant("fod_lightning", net, features, b, device, args.repeats) for b in batches]
     extras = [("+ bf16 autocast", False, True)] if args.bf16 else []
     extras += [("+ torch.compile", True, False)] if args.compile else []
     extras += [("+ torch.compile + bf16 autocast", True, True)] if args.compile and args.bf16 else []
-    if extras:
-        measure([training_variant(f"fod_lightning {suffix}", net, features, best, device, args.repeats, compiled, bf16)
-                 for suffix, compiled, bf16 in extras], Path(args.profile) if args.profile else None)  # fmt: skip
+    # the options at the largest batch, in the same interleaved rounds as the baseline
+    group += [training_variant(f"fod_lightning {suffix}", net, features, batches[-1], device, args.repeats, compiled,
+                               bf16) for suffix, compiled, bf16 in extras]  # fmt: skip
+    measure(group, Path(args.profile) if args.profile else None)
 
     print("scoring", flush=True)
     net.eval()

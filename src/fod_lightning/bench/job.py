@@ -13,7 +13,6 @@ largest difference of each metric from that run's.
 import argparse
 import datetime
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,13 +67,29 @@ def authors_steps(data_root: str, image_size: str, widths: str):
     return run
 
 
-def run_job(overrides: list[str], folder: Path) -> tuple[float, dict]:
-    """The default job as a user runs it, in a child process: its wall time and its results.json."""
+def run_job(overrides: list[str], folder: Path) -> tuple[float, int, dict]:
+    """The default job as a user runs it, in a child process: its wall time, its peak RSS in bytes (the kernel's
+    high-water mark of the child, read until it ends; 0 where /proc is missing) and its results.json."""
     command = [sys.executable, "-m", "fod_lightning.run", f"hydra.run.dir={folder}", *overrides]
     print("job:", " ".join(command), flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start, json.loads((folder / "results.json").read_text())
+    child, peak = subprocess.Popen(command, stdout=subprocess.DEVNULL), 0
+    while child.poll() is None:
+        peak = max(peak, high_water_mark(child.pid))
+        time.sleep(0.2)
+    seconds = time.perf_counter() - start
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return seconds, peak, json.loads((folder / "results.json").read_text())
+
+
+def high_water_mark(pid: int) -> int:
+    """VmHWM of a process (its peak RSS so far), in bytes; 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
 
 
 def metric_differences(results: dict, reference: dict) -> dict[str, float]:
@@ -95,7 +110,8 @@ def main(argv=None) -> dict:
     steps = authors_steps(args.data_root, args.image_size, args.widths)
     before = steps(args.authors_steps // 2)
     with tempfile.TemporaryDirectory(prefix="fod_bench_job_") as tmp:
-        job_seconds, results = run_job(["trainer.enable_progress_bar=false", *args.overrides], Path(tmp) / "run")
+        job_seconds, job_peak, results = run_job(["trainer.enable_progress_bar=false", *args.overrides],
+                                                 Path(tmp) / "run")  # fmt: skip
     after = steps(args.authors_steps - len(before))
     step = statistics.median(before + after)
     record = {
@@ -105,7 +121,7 @@ def main(argv=None) -> dict:
         "authors_steps_seconds": before + after,
         "job_seconds": job_seconds,
         "job_in_authors_steps": job_seconds / step,
-        "job_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "job_peak_rss_mib": job_peak / 2**20,
         "metrics": {
             c: {k: m.get(k) for k in METRICS} for c, m in [*results["categories"].items(), ("mean", results["mean"])]
         },
