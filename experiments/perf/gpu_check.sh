@@ -6,9 +6,11 @@
 # results_<precision>.json (the embedded benchmark, 4 epochs, batch 1, on the GPU in fp32 and bf16-mixed).
 # baselines: PatchCore on an MVTec-sized category (400 training crops, 256 px) on the GPU: fit time and CUDA peak
 # (results_patchcore_400.json, cost section), the coreset selected on the GPU.
-# STEPS chooses steps (default: all, about 10 minutes): e.g. STEPS="tests determinism" for the checks alone.
+# scale: python -m fod_lightning.bench scale on the GPU (an MVTec-sized category, every phase of FOD, fod_plus, PatchCore
+# and PaDiM with its time and CUDA peak; anomalib is not on the GPU machine): scale_gpu.{txt,json}.
+# STEPS chooses steps (default: all, about 13 minutes): e.g. STEPS="tests determinism" for the checks alone.
 set -uo pipefail
-STEPS=${STEPS:-tests determinism bench runs baselines}
+STEPS=${STEPS:-tests determinism bench scale runs baselines}
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 OUT=${OUT:-/tmp/fod_gpu_out}
 mkdir -p "$OUT"
@@ -25,6 +27,9 @@ step bench && echo "== benchmark" &&
 timeout 170 python3 -m fod_lightning.bench --device cuda --data-root /tmp/fod/cache/fod_lightning/data/fod_textures \
   --train-batches 8,32 --eval-batch 32 --repeats 10 --baseline-repeats 3 --warmup 3 --compile --bf16 \
   --profile "$OUT/profile_gpu.txt" --out "$OUT/bench_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/bench_gpu.txt"
+step scale && echo "== scale: an MVTec-sized category (240 training, 100 test images, 256 px), every phase" &&
+timeout 240 python3 -m fod_lightning.bench scale --device cuda --data-root /tmp/fod/scale \
+  --out "$OUT/scale_gpu.json" 2>&1 | grep -v Warning | tee "$OUT/scale_gpu.txt"
 step runs && echo "== embedded benchmark, 256 px, 4 epochs, batch 1, on the GPU: fp32 and bf16-mixed"
 step runs && for precision in 32-true bf16-mixed; do
   timeout 90 python3 -m fod_lightning.run trainer=gpu trainer.precision=$precision data.batch_size=1 \

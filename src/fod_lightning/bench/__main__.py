@@ -44,6 +44,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline-repeats", type=int, default=None, help="timed baseline calls (default: --repeats)")
     p.add_argument("--compile", action="store_true", help="also time compile_correlation=true at the largest batch")
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (projections) at the largest batch")
+    p.add_argument(
+        "--recompute-logs",
+        action="store_true",
+        help="also time model.net.keep_logs_mib=0 (the backward pass recomputes the logarithms)",
+    )
     p.add_argument("--skip-baseline", action="store_true", help="measure fod_lightning only (no ratios)")
     p.add_argument("--out", default=None, help="JSON record to write")
     p.add_argument("--profile", default=None, help="write a torch.profiler table of the last training variant here")
@@ -171,9 +176,13 @@ def loss_parity(net: FOD, image: torch.Tensor) -> float:
     return abs(ours - theirs) / abs(theirs)
 
 
-def training_variant(name, net, features, size, device, repeats, compiled=False, bf16=False) -> Variant:
+def training_variant(name, net, features, size, device, repeats, compiled=False, bf16=False,
+                     keep_logs_mib: float | None = None) -> Variant:  # fmt: skip
     def make():
         ours = copy.deepcopy(net) if not compiled else clone_compiled(net)
+        for module in ours.modules() if keep_logs_mib is not None else ():
+            if hasattr(module, "keep_bytes"):
+                module.keep_bytes = int(keep_logs_mib * 2**20)
         opt, batches = torch.optim.Adam(trainable(ours), lr=1e-4), Batches(len(features[0]), size)
         return lambda: ours_step(ours, opt, features, batches.next(), device, bf16)
 
@@ -291,6 +300,9 @@ def main(argv=None) -> dict:
         group.append(baseline_variant(net, images, device, base_repeats))
     batches = [int(b) for b in args.train_batches.split(",")]
     group += [training_variant("fod_lightning", net, features, b, device, args.repeats) for b in batches]
+    if args.recompute_logs:  # the default's kept logarithms against recomputing them, at the largest batch
+        group.append(training_variant("fod_lightning, logarithms recomputed", net, features, batches[-1], device,
+                                      args.repeats, keep_logs_mib=0))  # fmt: skip
     extras = [("+ bf16 autocast", False, True)] if args.bf16 else []
     extras += [("+ torch.compile", True, False)] if args.compile else []
     extras += [("+ torch.compile + bf16 autocast", True, True)] if args.compile and args.bf16 else []
