@@ -34,10 +34,12 @@ def current_rss() -> int:
 
 class PeakMemory:
     """Peak memory while the block runs: the CUDA allocator's peak on a GPU, else the process RSS
-    sampled every millisecond by a thread (torch releases the GIL inside its kernels)."""
+    sampled every millisecond by a thread (torch releases the GIL inside its kernels). ``mmap_threshold``: glibc's
+    while the block runs (64 KiB: freed memory leaves the process at once, the peak is the block's own, and every
+    allocation is slower; 32 MiB: the allocator as while timing, freed heap memory kept and counted)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
+    def __init__(self, device: torch.device, mmap_threshold: int = 64 * 1024) -> None:
+        self.device, self.mmap_threshold = device, mmap_threshold
         self.peak = self.start = 0
         self._stop = threading.Event()
 
@@ -52,7 +54,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start = torch.cuda.memory_allocated(self.device)
         else:
-            set_mmap_threshold(64 * 1024)
+            set_mmap_threshold(self.mmap_threshold)
             self.start = self.peak = current_rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
