@@ -72,6 +72,17 @@ def build_net(args, device: torch.device) -> FOD:
     return FOD(backbone, widths, args.heads, args.depth).to(device)
 
 
+def prepared(args, device: torch.device) -> tuple[torch.Tensor, FOD, list[torch.Tensor]]:
+    """The bench's images, its model and the images' pooled backbone maps, the model's reference set from them (as a
+    fit sets it: their positional mean)."""
+    images = load_images(args.data_root, args.image_size)
+    net = build_net(args, device)
+    with torch.no_grad():
+        features = compute_maps((images[i : i + 16].to(device) for i in range(0, len(images), 16)), net.pooled_features)
+    net.reference.set([f.double().mean(0) for f in features])
+    return images, net, features
+
+
 def trainable(net: FOD) -> list[torch.nn.Parameter]:
     return [p for p in net.parameters() if p.requires_grad]
 
@@ -267,13 +278,9 @@ def main(argv=None) -> dict:
         return job(argv[1:])
     args = parse(argv)
     device = torch.device(args.device)
-    images = load_images(args.data_root, args.image_size)
-    net = build_net(args, device)
-    with torch.no_grad():
-        features = compute_maps((images[i : i + 16].to(device) for i in range(0, len(images), 16)), net.pooled_features)
+    images, net, features = prepared(args, device)
     if device.type == "cuda":
         images, features = images.pin_memory(), [f.pin_memory() for f in features]
-    net.reference.set([f.double().mean(0) for f in features])
     print(f"fod_lightning bench on {machine(device)}: {len(images)} images of {args.image_size} px, "
           f"widths {args.widths}, {args.heads} heads, {args.depth} layers", flush=True)  # fmt: skip
     record = {"date": datetime.date.today().isoformat(), "machine": machine(device), "args": vars(args)}

@@ -13,12 +13,13 @@ import argparse
 import datetime
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
+
+from fod_lightning.bench.measure import seconds_per_call
 
 MATMUL = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::convolution", "aten::mkldnn_convolution",
           "aten::_scaled_dot_product_flash_attention_for_cpu",
@@ -42,14 +43,8 @@ def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-product rate, FLOP per second (the best of ``repeats``)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds_per_call(lambda: a @ b, torch.device("cpu"), 1) for _ in range(repeats))
     return 2 * size**3 / best
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def kind(name: str) -> str:
@@ -57,34 +52,26 @@ def kind(name: str) -> str:
 
 
 def main(argv=None) -> dict:
-    from fod_lightning.bench.__main__ import build_net, load_images, ours_step, trainable
+    from fod_lightning.bench.__main__ import Batches, clone_compiled, ours_step, prepared, trainable
     from fod_lightning.bench.__main__ import parse as bench_args
-    from fod_lightning.training.fod.feature_cache import compute_maps
 
     args = parse(argv)
     bench = bench_args(["--device", "cpu", "--data-root", args.data_root, "--image-size", args.image_size,
                         "--widths", args.widths])  # fmt: skip
     device = torch.device("cpu")
-    images, net = load_images(bench.data_root, bench.image_size), build_net(bench, device)
-    with torch.no_grad():
-        features = compute_maps((images[i : i + 16] for i in range(0, len(images), 16)), net.pooled_features)
-    net.reference.set([f.double().mean(0) for f in features])
-    for module in net.modules():
-        if hasattr(module, "compiled"):
-            module.compiled = args.compile
-    optimizer = torch.optim.Adam(trainable(net), lr=1e-4)
-    position = iter(range(10**9))
+    images, net, features = prepared(bench, device)
+    net = clone_compiled(net) if args.compile else net
+    optimizer, batches = torch.optim.Adam(trainable(net), lr=1e-4), Batches(len(images), 1)
 
     def step() -> None:
-        i = next(position) % len(images)
-        ours_step(net, optimizer, features, slice(i, i + 1), device)
+        ours_step(net, optimizer, features, batches.next(), device)
 
     step()
     step()
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    seconds = statistics.median(_seconds(step) for _ in range(args.steps))
+    seconds = statistics.median(seconds_per_call(step, device, 1) for _ in range(args.steps))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
             step()

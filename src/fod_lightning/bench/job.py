@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fod_lightning.bench import baseline
-from fod_lightning.bench.measure import set_mmap_threshold
+from fod_lightning.bench.measure import seconds_per_call, set_mmap_threshold
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
 
@@ -42,26 +42,17 @@ def parse(argv=None) -> argparse.Namespace:
 
 def authors_steps(data_root: str, image_size: str, widths: str):
     """A callable timing n of the authors' training steps (seconds each), on the default model's weights."""
-    from fod_lightning.bench.__main__ import build_net, load_images, trainable
+    from fod_lightning.bench.__main__ import Batches, prepared, trainable
     from fod_lightning.bench.__main__ import parse as bench_args
-    from fod_lightning.training.fod.feature_cache import compute_maps
 
     args = bench_args(["--device", "cpu", "--data-root", data_root, "--image-size", image_size, "--widths", widths])
-    images, net = load_images(args.data_root, args.image_size), build_net(args, torch.device("cpu"))
-    with torch.no_grad():  # the reference: the training images' mean pooled maps, as a fit sets it
-        maps = compute_maps((images[i : i + 16] for i in range(0, len(images), 16)), net.pooled_features)
-    net.reference.set([m.double().mean(0) for m in maps])
-    optimizer = torch.optim.Adam(trainable(net), lr=1e-4)
-    position = iter(range(10**9))
+    device = torch.device("cpu")
+    images, net, _ = prepared(args, device)
+    optimizer, batches = torch.optim.Adam(trainable(net), lr=1e-4), Batches(len(images), 1)
+    step = lambda: baseline.train_step(net, optimizer, images[batches.next()])  # noqa: E731
 
     def run(n: int) -> list[float]:
-        seconds = []
-        for _ in range(n):
-            i = next(position) % len(images)
-            start = time.perf_counter()
-            baseline.train_step(net, optimizer, images[i : i + 1])
-            seconds.append(time.perf_counter() - start)
-        return seconds
+        return [seconds_per_call(step, device, 1) for _ in range(n)]
 
     run(1)  # warm-up
     return run

@@ -245,10 +245,9 @@ class AnomalyModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.restore(CheckpointRecord.of(checkpoint))  # Lightning loads it next
-        self.scored_validation.forget()  # other weights
 
     def load_state_dict(self, state_dict, *args, **kwargs):
-        self.scored_validation.forget()  # other weights
+        self.scored_validation.forget()  # other weights (a checkpoint Lightning restores comes through here too)
         return super().load_state_dict(state_dict, *args, **kwargs)
 
     def restore(self, record: CheckpointRecord) -> dict:

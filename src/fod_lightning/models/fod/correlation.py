@@ -161,14 +161,12 @@ class FusedCorrelation(torch.autograd.Function):
         kept = []
         for image, rows in blocks(b, length, block_rows, per_image):
             args = (q[image, :, rows], k, v, inv_y[image, :, rows], inv_x[image, :, rows], dy2[rows], dx2[rows])
-            block_bytes = 2 * q[image, :, rows].shape[:-1].numel() * k.shape[2] * q.element_size()
+            block_bytes = 2 * args[0].shape[:-1].numel() * k.shape[2] * q.element_size()
             keep = block_bytes <= budget
             budget -= block_bytes if keep else 0
-            if keep:
-                out[image, :, rows], sd[image, :, rows], ent[image, :, rows], logs = fwd(*args, keep=True)
-            else:
-                out[image, :, rows], sd[image, :, rows], ent[image, :, rows] = fwd(*args)
-            kept.append(logs if keep else None)
+            results = fwd(*args, keep=keep)
+            out[image, :, rows], sd[image, :, rows], ent[image, :, rows] = results[:3]
+            kept.append(results[3] if keep else None)
         ctx.save_for_backward(q, k, v, inv_y, inv_x, dy2, dx2)
         ctx.block_rows, ctx.compiled, ctx.per_image, ctx.kept = block_rows, compiled, per_image, kept
         return out, sd, sd.clone(), ent
@@ -195,8 +193,7 @@ class FusedCorrelation(torch.autograd.Function):
                 g_sd_target[image, :, rows],
                 g_ent[image, :, rows],
             )
-            grads = bwd(*args, kept=logs) if logs is not None else bwd(*args)
-            dq_b, dk_b, dv_b, d_inv_y[image, :, rows], d_inv_x[image, :, rows] = grads
+            dq_b, dk_b, dv_b, d_inv_y[image, :, rows], d_inv_x[image, :, rows] = bwd(*args, kept=logs)
             dq[image, :, rows] = dq_b
             dk += _sum_to(dk_b, k.shape[0])
             dv += _sum_to(dv_b, v.shape[0])
