@@ -123,7 +123,7 @@ class FOD(AnomalyNet):
             :mod:`fod_lightning.models.fod.correlation`).
         compile_correlation: run the fused correlation's block kernels through ``torch.compile``.
         keep_logs_mib: while training, the MiB of logarithms each correlation call keeps for its backward pass instead
-            of recomputing them (the same gradients, bit for bit; about 10% of a CPU step at 256 px); 0: none kept.
+            of recomputing them (the same gradients, bit for bit; 8% of a CPU step at 256 px); 0: none kept.
             The default, 64, keeps all of them at 256 px and batch 1 (about 0.4 GiB in all) and part of them above.
         memory_weight: w in [0, 1]: each stage's patch score becomes ``fod ** (1 - w) * knn ** w``, knn being the
             distance of the patch's pooled backbone feature to the nearest normal training patch of that stage (a
