@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -105,6 +106,35 @@ def test_panels_share_the_stated_scale_and_mark_the_threshold(figures):
         assert fig.axes[3].get_title() == "prediction: score >= 1.5"
 
 
+def open_figures() -> list:
+    return [plt.figure(number) for number in plt.get_fignums()]
+
+
+def test_a_category_s_panels_reuse_one_figure_and_show_each_image_s_own_state(tmp_path):
+    square, wide = np.zeros((8, 8, 3), np.uint8), np.full((6, 10, 3), 200, np.uint8)
+    with plots.PanelFigure((0.0, 3.0)) as panels:
+        first = panels.update(square, np.eye(8, dtype=np.uint8), np.full((8, 8), 2.0), 1.5, "first")
+        assert first.axes[3].get_title() == "prediction: score >= 1.5" and panels.prediction.get_visible()
+        assert panels.prediction.get_array().all()  # 2.0 >= 1.5 everywhere
+        assert panels.threshold_mark.get_visible() and panels.threshold_mark.get_ydata()[0] == 1.5
+        assert (panels.pictures[1].get_array()[..., 0] == 255).any()  # the mask's contour in red
+        second = panels.update(square, np.zeros((8, 8), np.uint8), np.zeros((8, 8)), None, "second")
+        assert second is first  # the same figure, redrawn
+        assert second.axes[3].get_title() == "prediction: no threshold" and not panels.prediction.get_visible()
+        assert not panels.threshold_mark.get_visible() and first._suptitle.get_text() == "second"
+        assert not panels.pictures[1].get_array().any()  # no mask: no contour
+        panels.update(square, np.zeros((8, 8), np.uint8), np.zeros((8, 8)), 9.0, "beyond the scale")
+        assert not panels.threshold_mark.get_visible()  # off the colour bar
+        third = panels.update(wide, np.zeros((6, 10), np.uint8), np.ones((6, 10)), 0.5, "another size")
+        assert third is not first and first not in open_figures()  # built again for the new shape, the old closed
+        assert panels.pictures[0].get_array().shape == (6, 10, 3)
+        for name in ("a", "b"):
+            panels.draw(wide, np.zeros((6, 10), np.uint8), np.ones((6, 10)), 0.5, name, tmp_path / f"{name}.png")
+    assert third not in open_figures()  # closed on leaving
+    written = [plt.imread(tmp_path / f"{name}.png").shape for name in ("a", "b")]
+    assert written[0] == written[1] and written[0][1] > written[0][0]  # one layout for both
+
+
 def test_histogram_threshold_line_and_values_on_bars(figures):
     scores, labels = np.array([0.1, 0.2, 0.7, 0.9]), np.array([0, 0, 1, 1])
     plots.roc_and_histogram(np.array([0, 1.0]), np.array([0, 1.0]), scores, labels, 1.0, "c", None, 0.45, "because")
@@ -118,19 +148,19 @@ def test_histogram_threshold_line_and_values_on_bars(figures):
 def spy(monkeypatch) -> dict:
     """Record every panel the callback draws, the test predictions and the module's calibrated thresholds."""
     seen = {"panels": []}
-    draw, end = pictures.panel, pictures.TestPictures.on_test_end
+    draw, end = pictures.PanelFigure.draw, pictures.TestPictures.on_test_end
 
-    def record_panel(image, mask, amap, threshold, scale, title, path):
-        seen["panels"].append({"image": image, "map": amap, "threshold": threshold, "scale": scale, "title": title,
-                               "path": path})  # fmt: skip
-        draw(image, mask, amap, threshold, scale, title, path)
+    def record_panel(self, image, mask, amap, threshold, title, path):
+        seen["panels"].append({"image": image, "map": amap, "threshold": threshold, "scale": self.scale,
+                               "title": title, "path": path})  # fmt: skip
+        draw(self, image, mask, amap, threshold, title, path)
 
     def record_end(self, trainer, pl_module):
         seen.update(items=pl_module.evaluator.predictions, thresholds=pl_module.thresholds.calibrated,
                     contract=trainer.datamodule.contract)  # fmt: skip
         end(self, trainer, pl_module)
 
-    monkeypatch.setattr(pictures, "panel", record_panel)
+    monkeypatch.setattr(pictures.PanelFigure, "draw", record_panel)
     monkeypatch.setattr(pictures.TestPictures, "on_test_end", record_end)
     return seen
 

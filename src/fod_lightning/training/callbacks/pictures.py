@@ -16,7 +16,7 @@ from fod_lightning.data.transforms import read_image, read_mask
 from fod_lightning.metrics.collection import METRICS
 from fod_lightning.metrics.defects import aupro_and_curve
 from fod_lightning.metrics.thresholds import Threshold, is_anomalous
-from fod_lightning.reporting.plots import loss_curves, panel, pro_curve, roc_and_histogram, validation_curves
+from fod_lightning.reporting.plots import PanelFigure, loss_curves, pro_curve, roc_and_histogram, validation_curves
 from fod_lightning.reporting.wandb_logger import staging_inside
 
 
@@ -107,13 +107,15 @@ class TestPictures(Callback):
         order = panel_order(scores, labels)
         width = max(3, len(str(len(order))))
         panel_paths, originals = {}, Originals(trainer.datamodule)
-        for rank, k in enumerate(order[: self.max_panels], 1):
-            it = items[k]
-            path = self.dirpath / "panels" / f"{rank:0{width}d}_{it['defect']}_{Path(it['path']).stem}.png"
-            title = (f"#{rank} {category}{unified} / {it['defect']} / {Path(it['path']).name}: score {it['score']:.4g}"
-                     f"{verdict(it['score'], it['label'], image.value)}\npixel {pixel.text()}")  # fmt: skip
-            panel(*originals.of(it["path"], maps[k]), pixel.value, self.scale, title, path)
-            panel_paths[k] = path
+        with PanelFigure(self.scale) as panels:
+            for rank, k in enumerate(order[: self.max_panels], 1):
+                it = items[k]
+                path = self.dirpath / "panels" / f"{rank:0{width}d}_{it['defect']}_{Path(it['path']).stem}.png"
+                verdicts = verdict(it["score"], it["label"], image.value)
+                title = (f"#{rank} {category}{unified} / {it['defect']} / {Path(it['path']).name}: score "
+                         f"{it['score']:.4g}{verdicts}\npixel {pixel.text()}")  # fmt: skip
+                panels.draw(*originals.of(it["path"], maps[k]), pixel.value, title, path)
+                panel_paths[k] = path
         self._log_figures(trainer, category)
         if self.wandb_table:
             self._log_table(trainer, items, maps, order, panel_paths, category)
