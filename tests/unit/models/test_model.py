@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from fod_lightning.errors import ConfigError
 from fod_lightning.models.fod.embedding import sincos_position_code
+from fod_lightning.models.fod.memory import PatchMemory
 from fod_lightning.models.fod.model import FOD, FODStage
 from fod_lightning.models.fod.reference import ReferenceFeatures, mean_feature_maps
 from fod_lightning.models.fod.scoring import anomaly_map
@@ -238,6 +239,26 @@ def test_memory_settings_out_of_range_are_refused():
         tiny_fod(memory_weight=1.5)
     with pytest.raises(ConfigError, match=r"model.net.memory_ratio=0.0 must be in \(0, 1\]"):
         tiny_fod(memory_weight=0.5, memory_ratio=0.0)
+    with pytest.raises(ConfigError, match=r"model.net.memory_max_patches=0 must be >= 1 \(null: no bound\)"):
+        tiny_fod(memory_weight=0.5, memory_max_patches=0)
+
+
+def test_a_bounded_memory_keeps_the_coreset_of_its_bound_and_leaves_smaller_sets_whole():
+    train_maps = [torch.randn(6, 3, 4, 4), torch.randn(6, 3, 2, 2)]  # 96 and 24 patches
+    whole = tiny_fod(memory_weight=0.5).memory
+    whole.set(train_maps)
+    bounded = tiny_fod(memory_weight=0.5, memory_max_patches=30)
+    assert bounded.config["memory_max_patches"] == 30 and tiny_fod().config["memory_max_patches"] is None
+    bounded.memory.set(train_maps)
+    assert bounded.memory.stage0.shape == (30, 3)  # the bound: a coreset of 30 of the 96 patches
+    torch.testing.assert_close(bounded.memory.stage1, whole.stage1)  # 24 patches: under the bound, all kept
+    rows = {tuple(r) for r in whole.stage0.tolist()}
+    assert all(tuple(r) in rows for r in bounded.memory.stage0.tolist())  # chosen among the training patches
+    same = PatchMemory(2, 30 / 96)  # the bound is the coreset that ratio keeps, patch for patch
+    same.set(train_maps)
+    torch.testing.assert_close(bounded.memory.stage0, same.stage0)
+    ratio_first = PatchMemory(2, 0.25, max_patches=30)  # a ratio keeping fewer than the bound wins
+    assert ratio_first.kept_fraction(96) == 0.25 and ratio_first.kept_fraction(1000) == 0.03
 
 
 def test_the_geometric_stage_mix_leaves_each_stages_scale_out():

@@ -4,6 +4,7 @@ import torch
 
 from fod_lightning.models.base import FittedBuffers
 from fod_lightning.models.memory_bank import coreset, nearest_neighbours
+from fod_lightning.utils.progress import Progress
 
 
 class PatchMemory(FittedBuffers):
@@ -12,11 +13,13 @@ class PatchMemory(FittedBuffers):
     Args:
         n_stages: stages of the model.
         ratio: the fraction of the training patches kept (1.0: all; less: the k-center coreset).
+        max_patches: at most this many patches per stage (the k-center coreset of that many, when the ``ratio`` would
+            keep more): the memory and the scoring time stop growing with the training set. None: no bound.
     """
 
-    def __init__(self, n_stages: int, ratio: float = 1.0) -> None:
+    def __init__(self, n_stages: int, ratio: float = 1.0, max_patches: int | None = None) -> None:
         super().__init__()
-        self.n_stages, self.ratio = n_stages, ratio
+        self.n_stages, self.ratio, self.max_patches = n_stages, ratio, max_patches
         self.chunk_queries = True  # off while exporting: the number of queries follows the (dynamic) batch
         for i in range(n_stages):
             self.register_buffer(f"stage{i}", torch.empty(0))
@@ -30,9 +33,19 @@ class PatchMemory(FittedBuffers):
         generator = torch.Generator().manual_seed(seed)
         for i, m in enumerate(maps):
             patches = m.permute(0, 2, 3, 1).reshape(-1, m.shape[1]).float()
-            if self.ratio < 1.0:
-                patches = patches[coreset(patches, self.ratio, 0.9, generator)]
+            ratio = self.kept_fraction(len(patches))
+            if ratio < 1.0:
+                progress = Progress(f"FOD memory: stage {i} coreset (greedy k-center selections)",
+                                    int(len(patches) * ratio))  # fmt: skip
+                patches = patches[coreset(patches, ratio, 0.9, generator, progress=progress.step_to)]
+                progress.finish()
             setattr(self, f"stage{i}", patches.contiguous().to(getattr(self, f"stage{i}").device))
+
+    def kept_fraction(self, n: int) -> float:
+        """The fraction of a stage's ``n`` training patches kept: ``ratio``, lowered to ``max_patches / n``."""
+        if self.max_patches is not None and n * self.ratio > self.max_patches:
+            return self.max_patches / n
+        return self.ratio
 
     def distances(self, stage: int, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L, C) -> the distance of each to its nearest memory patch of the stage, (B, L)."""

@@ -130,6 +130,9 @@ class FOD(AnomalyNet):
             memory of normal patches beside the mean reference); 0 (default) is the authors' score. The product
             of powers keeps each score's scale out of the ranking.
         memory_ratio: the fraction of the training patches the memory keeps (its greedy k-center coreset).
+        memory_max_patches: at most this many patches per stage in the memory (a coreset of that many where
+            ``memory_ratio`` would keep more), so that its size and the scoring time stay bounded on large training
+            sets; None: no bound.
         stage_mix: how the stages' maps combine: ``mean`` (the authors') or ``geometric`` (scale-free).
         reference_mode: ``mean`` (the authors': the positional mean of the training images) or, for one model over
             many categories, ``retrieved`` / ``clustered`` (:mod:`fod_lightning.models.fod.retrieval`).
@@ -154,6 +157,7 @@ class FOD(AnomalyNet):
         keep_logs_mib: float = 64.0,
         memory_weight: float = 0.0,
         memory_ratio: float = 1.0,
+        memory_max_patches: int | None = None,
         stage_mix: str = "mean",
         reference_mode: str = "mean",
         reference_neighbours: int = 5,
@@ -167,7 +171,9 @@ class FOD(AnomalyNet):
             "attention_out_proj": bool(attention_out_proj), "score": str(score), "blur_sigma": float(blur_sigma),
             "block_elements": block_elements, "compile_correlation": bool(compile_correlation),
             "keep_logs_mib": float(keep_logs_mib),
-            "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio), "stage_mix": str(stage_mix),
+            "memory_weight": float(memory_weight), "memory_ratio": float(memory_ratio),
+            "memory_max_patches": None if memory_max_patches is None else int(memory_max_patches),
+            "stage_mix": str(stage_mix),
             "reference_mode": str(reference_mode), "reference_neighbours": int(reference_neighbours),
             "reference_clusters": int(reference_clusters),
         }  # fmt: skip
@@ -179,6 +185,8 @@ class FOD(AnomalyNet):
             raise ConfigError(f"model.net.keep_logs_mib={keep_logs_mib} must be >= 0 (0: logarithms recomputed)")
         if not 0.0 < memory_ratio <= 1.0:
             raise ConfigError(f"model.net.memory_ratio={memory_ratio} must be in (0, 1]")
+        if memory_max_patches is not None and memory_max_patches < 1:
+            raise ConfigError(f"model.net.memory_max_patches={memory_max_patches} must be >= 1 (null: no bound)")
         if len(d_models) != len(backbone.channels):
             raise ConfigError(f"model.d_models has {len(d_models)} widths for {len(backbone.channels)} backbone stages")
         if score not in SCORES:
@@ -197,7 +205,7 @@ class FOD(AnomalyNet):
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
         self.memory_weight = float(memory_weight)
-        self.memory = PatchMemory(len(self.stages), memory_ratio) if self.memory_weight > 0 else None
+        self.memory = PatchMemory(len(self.stages), memory_ratio, memory_max_patches) if self.memory_weight > 0 else None
         self.retrieval = None  # the authors' one mean reference
         if reference_mode != "mean":
             self.retrieval = ReferenceMemory(len(self.stages), reference_mode, reference_neighbours, reference_clusters)
