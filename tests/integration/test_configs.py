@@ -117,9 +117,10 @@ def test_the_paper_presets_keep_the_authors_score(make_config, preset):
 def test_fod_plus_adds_the_patch_memory_chosen_on_held_out_validation(make_config):
     cfg = make_config("experiment=fod_plus")
     assert (cfg.model.net.memory_weight, cfg.model.net.memory_ratio, cfg.model.net.stage_mix) == (0.75, 1.0, "mean")
+    assert cfg.model.net.memory_max_patches == 50000  # a coreset beyond 48 training images at 256 px
     assert cfg.data.val_protocol == "from_train" and cfg.task_name == "fod_plus"
     net = hydra.utils.instantiate(cfg.model).net
-    assert net.memory is not None and net.memory_weight == 0.75
+    assert net.memory is not None and net.memory_weight == 0.75 and net.memory.max_patches == 50000
 
 
 def test_backbone_given_with_a_dot_instead_of_the_group_slash_is_explained(make_config):

@@ -205,7 +205,9 @@ class FOD(AnomalyNet):
         self.reference = ReferenceFeatures(len(self.stages))
         self.with_inter = with_inter
         self.memory_weight = float(memory_weight)
-        self.memory = PatchMemory(len(self.stages), memory_ratio, memory_max_patches) if self.memory_weight > 0 else None
+        self.memory = None
+        if self.memory_weight > 0:
+            self.memory = PatchMemory(len(self.stages), memory_ratio, memory_max_patches)
         self.retrieval = None  # the authors' one mean reference
         if reference_mode != "mean":
             self.retrieval = ReferenceMemory(len(self.stages), reference_mode, reference_neighbours, reference_clusters)
