@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from fod_lightning.bench.measure import PeakMemory
 from fod_lightning.data.textures import TexturesDataModule
@@ -35,6 +36,7 @@ from fod_lightning.models.fod.losses import phase_objectives, stage_losses
 from fod_lightning.models.fod.model import FOD
 from fod_lightning.models.padim import PaDiM
 from fod_lightning.models.patchcore import PatchCore
+from fod_lightning.utils.config_dir import CONFIG_DIR
 
 MIB = 1024**2
 PADIM_STRIDES = (4, 8, 16)  # conf/model/padim.yaml: the paper's three levels
@@ -101,9 +103,15 @@ def backbone(strides: tuple[int, ...] = (8, 16)) -> FeatureExtractor:
     return FeatureExtractor("tf_efficientnet_lite0", strides=strides, weights="efficientnet_lite0_package")
 
 
+def fod_plus_memory() -> dict:
+    """The patch memory's settings of ``experiment=fod_plus`` (its weight, ratio and bound), read from the preset."""
+    net = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "fod_plus.yaml").model.net
+    return {key: net[key] for key in ("memory_weight", "memory_ratio", "memory_max_patches")}
+
+
 def fod(args, name: str, train, calibration, test, device, phases: Phases) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    net = FOD(backbone(), memory_weight=0.75 if name == "fod_plus" else 0.0).to(device)
+    net = FOD(backbone(), **(fod_plus_memory() if name == "fod_plus" else {})).to(device)
     maps = phases.run(name, "features", lambda: [torch.cat(m) for m in zip(*(
         [f.cpu() for f in net.pooled_features(b)] for b in batches(train, device)))])  # fmt: skip
     net.reference.set([m.double().mean(0) for m in maps])

@@ -42,3 +42,7 @@ def test_scale_bench_times_every_phase_of_every_model(tmp_path):
         assert row["seconds"] >= 0 and row["peak_mib"] > 0, row
     (anomalib,) = [r for r in record["rows"] if r["model"] == "anomalib patchcore"]
     assert anomalib["extrapolated_seconds"] >= anomalib["seconds"]
+
+
+def test_the_scale_bench_s_fod_plus_reads_its_memory_from_the_preset():
+    assert scale.fod_plus_memory() == {"memory_weight": 0.75, "memory_ratio": 1.0, "memory_max_patches": 50000}
