@@ -93,17 +93,31 @@ def test_threshold_source_calibrated_then_validation_then_the_test_splits_own():
     assert choose_threshold("pixel", {"source": "none"}, None, "paper", values, np.zeros(4)).value is None
 
 
-def test_panels_share_the_stated_scale_and_mark_the_threshold(figures):
+def test_panels_share_the_stated_scale_and_mark_the_threshold():
     image, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
-    for amap in (np.full((8, 8), 0.2), np.linspace(0, 3, 64).reshape(8, 8)):
-        plots.panel(image, mask, amap, 1.5, (0.0, 3.0), "t", None)
-    for fig in figures:
-        heat = fig.axes[2].images[-1]
-        assert heat.get_clim() == (0.0, 3.0)
-        bar = fig.axes[-1]
-        assert "fixed scale 0 to 3" in bar.get_ylabel()
-        assert [line.get_ydata()[0] for line in bar.lines] == [1.5]  # the threshold on the colour bar
-        assert fig.axes[3].get_title() == "prediction: score >= 1.5"
+    with plots.PanelFigure((0.0, 3.0)) as panels:
+        for amap in (np.full((8, 8), 0.2), np.linspace(0, 3, 64).reshape(8, 8)):
+            fig = panels.update(image, mask, amap, 1.5, "t")
+            heat = fig.axes[2].images[-1]
+            assert heat.get_clim() == (0.0, 3.0)
+            bar = fig.axes[-1]
+            assert "fixed scale 0 to 3" in bar.get_ylabel()
+            assert [line.get_ydata()[0] for line in bar.lines] == [1.5]  # the threshold on the colour bar
+            assert fig.axes[3].get_title() == "prediction: score >= 1.5"
+
+
+def test_a_long_panel_title_is_wrapped_inside_the_figure_and_laid_out_above_the_images():
+    image, mask, amap = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8))
+    long_name = "x" * 200 + ".png"
+    with plots.PanelFigure((0.0, 1.0)) as panels:
+        fig = panels.update(image, mask, amap, 0.5, f"#1 brick / good / {long_name}: score 0.1\npixel threshold 0.5")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        title = panels.title.get_window_extent(renderer)
+        assert panels.title.get_text().count("\n") == 2  # the first line (222 characters) wrapped in two
+        assert title.x0 >= 0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height  # nothing cut off
+        highest_axes_title = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes[:4])
+        assert title.y0 >= highest_axes_title  # above the images' titles (laid out again for three lines)
 
 
 def open_figures() -> list:

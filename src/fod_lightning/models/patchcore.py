@@ -17,9 +17,14 @@ import torch.nn.functional as F
 from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.base import AnomalyNet
-from fod_lightning.models.memory_bank import CORESET_METHODS, coreset, euclidean_distances, nearest_neighbours
+from fod_lightning.models.memory_bank import (
+    CORESET_METHODS,
+    coreset_size,
+    euclidean_distances,
+    logged_coreset,
+    nearest_neighbours,
+)
 from fod_lightning.models.smoothing import gaussian_blur
-from fod_lightning.utils.progress import Progress
 
 
 def locally_aware_features(levels: list[torch.Tensor]) -> torch.Tensor:
@@ -71,9 +76,8 @@ class PatchCore(AnomalyNet):
         """The memory bank: the coreset of the training patches ``embeddings`` (N, D)."""
         generator = torch.Generator().manual_seed(self.config["seed"])
         ratio, eps, method = (self.config[key] for key in ("coreset_ratio", "projection_eps", "coreset_method"))
-        progress = Progress("PatchCore: coreset (greedy k-center selections)", int(embeddings.shape[0] * ratio))
-        keep = coreset(embeddings, ratio, eps, generator, method, progress=progress.step_to)
-        progress.finish()
+        keep = logged_coreset("PatchCore: coreset (greedy k-center selections)", embeddings,
+                              coreset_size(len(embeddings), ratio), eps, generator, method)  # fmt: skip
         self.memory_bank = embeddings[keep].contiguous()
 
     def score_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 FEW_POINTS = 50  # curves with at most this many points show each point
+TITLE_CHARACTERS = 150  # a panel's title lines are wrapped at this many characters (its figure holds about 190)
 
 
 class PanelFigure:
@@ -35,6 +36,7 @@ class PanelFigure:
         lo, hi = self.scale
         placeholder = np.zeros(shape, np.uint8)
         fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+        self.fig, self.axes, self.shape, self.title_lines = fig, axes, shape, 2  # closed by close(), even if this fails
         self.pictures = [ax.imshow(placeholder) for ax in axes[:3]]
         for ax, name in zip(axes[:3], ("image", "ground truth", "anomaly map")):
             ax.set_title(name)
@@ -47,8 +49,7 @@ class PanelFigure:
         for ax in axes:
             ax.axis("off")
         self.title = fig.suptitle("two lines\nof title", fontsize=9)
-        fig.tight_layout()  # once, with titles of the panels' height
-        self.fig, self.axes, self.shape = fig, axes, shape
+        fig.tight_layout()  # once, with a title of two lines (laid out again for a longer one)
 
     def update(self, image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float | None,
                title: str):  # fmt: skip
@@ -74,7 +75,12 @@ class PanelFigure:
             self.axes[3].set_title(f"prediction: score >= {threshold:.4g}")
             self.threshold_mark.set_ydata([threshold, threshold])
         self.threshold_mark.set_visible(threshold is not None and lo <= threshold <= hi)
+        # lines wrapped within the figure's width instead of cut off at its edges
+        title = "\n".join(textwrap.fill(line, TITLE_CHARACTERS) for line in title.split("\n"))
         self.title.set_text(title)
+        if title.count("\n") + 1 > self.title_lines:  # more lines than laid out for: room made above the images
+            self.title_lines = title.count("\n") + 1
+            self.fig.tight_layout()
         return self.fig
 
     def draw(self, image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float | None, title: str,
@@ -92,12 +98,6 @@ class PanelFigure:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def panel(image: np.ndarray, mask: np.ndarray, amap: np.ndarray, threshold: float | None,
-          scale: tuple[float, float], title: str, path: Path) -> None:  # fmt: skip
-    """One panel on its own figure (see :class:`PanelFigure`, which draws a category's panels)."""
-    _save(PanelFigure(scale).update(image, mask, amap, threshold, title), path)
 
 
 def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None, scale: tuple[float, float], title: str,
@@ -258,15 +258,15 @@ def _nothing_to_show(categories: list[str], title: str, path: Path) -> None:
     _save(fig, path)
 
 
-def _write(fig, path: Path) -> None:
-    """Saves a figure kept open and laid out already, at PNG compression level 1 (at the default 6, compressing took
-    a fifth of a panel's time)."""
+def _write(fig, path: Path, **options) -> None:
+    """Saves a figure at PNG compression level 1 (compressing at the default 6 took about a fifth of a panel's time in
+    a profile of one panel), leaving it open."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, pil_kwargs={"compress_level": 1})
+    fig.savefig(path, dpi=90, pil_kwargs={"compress_level": 1}, **options)
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Lays out, saves and closes a figure drawn once."""
     fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")  # legends placed beside the axes are not cut off
+    _write(fig, path, bbox_inches="tight")  # legends placed beside the axes are not cut off
     plt.close(fig)

@@ -258,7 +258,19 @@ def test_a_bounded_memory_keeps_the_coreset_of_its_bound_and_leaves_smaller_sets
     same.set(train_maps)
     torch.testing.assert_close(bounded.memory.stage0, same.stage0)
     ratio_first = PatchMemory(2, 0.25, max_patches=30)  # a ratio keeping fewer than the bound wins
-    assert ratio_first.kept_fraction(96) == 0.25 and ratio_first.kept_fraction(1000) == 0.03
+    assert ratio_first.kept(96) == 24 and ratio_first.kept(1000) == 30
+    # exactly the bound, where n * (bound / n) rounds below it (49,999 for 75,776 patches)
+    assert PatchMemory(2, max_patches=50_000).kept(75_776) == 50_000 and PatchMemory(2, max_patches=1).kept(99) == 1
+    with pytest.raises(ValueError, match="keeps no patch of 99: raise model.net.memory_ratio"):
+        PatchMemory(2, 0.001).kept(99)
+
+
+def test_the_bounded_memory_logs_its_coreset_progress(caplog):
+    memory = PatchMemory(1, max_patches=10)
+    with caplog.at_level("INFO"):
+        memory.set([torch.randn(2, 3, 4, 4)])
+    assert memory.stage0.shape == (10, 3)
+    assert "FOD memory: stage 0 coreset (greedy k-center selections): 10 to do" in caplog.text
 
 
 def test_the_geometric_stage_mix_leaves_each_stages_scale_out():

@@ -3,8 +3,7 @@
 import torch
 
 from fod_lightning.models.base import FittedBuffers
-from fod_lightning.models.memory_bank import coreset, nearest_neighbours
-from fod_lightning.utils.progress import Progress
+from fod_lightning.models.memory_bank import coreset_size, logged_coreset, nearest_neighbours
 
 
 class PatchMemory(FittedBuffers):
@@ -33,19 +32,16 @@ class PatchMemory(FittedBuffers):
         generator = torch.Generator().manual_seed(seed)
         for i, m in enumerate(maps):
             patches = m.permute(0, 2, 3, 1).reshape(-1, m.shape[1]).float()
-            ratio = self.kept_fraction(len(patches))
-            if ratio < 1.0:
-                progress = Progress(f"FOD memory: stage {i} coreset (greedy k-center selections)",
-                                    int(len(patches) * ratio))  # fmt: skip
-                patches = patches[coreset(patches, ratio, 0.9, generator, progress=progress.step_to)]
-                progress.finish()
+            k = self.kept(len(patches))
+            if k < len(patches):
+                what = f"FOD memory: stage {i} coreset (greedy k-center selections)"
+                patches = patches[logged_coreset(what, patches, k, 0.9, generator)]
             setattr(self, f"stage{i}", patches.contiguous().to(getattr(self, f"stage{i}").device))
 
-    def kept_fraction(self, n: int) -> float:
-        """The fraction of a stage's ``n`` training patches kept: ``ratio``, lowered to ``max_patches / n``."""
-        if self.max_patches is not None and n * self.ratio > self.max_patches:
-            return self.max_patches / n
-        return self.ratio
+    def kept(self, n: int) -> int:
+        """How many of a stage's ``n`` training patches the memory keeps: the ``ratio``'s, at most ``max_patches``."""
+        k = n if self.ratio >= 1.0 else coreset_size(n, self.ratio, "model.net.memory_ratio")
+        return k if self.max_patches is None else min(k, self.max_patches)
 
     def distances(self, stage: int, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L, C) -> the distance of each to its nearest memory patch of the stage, (B, L)."""

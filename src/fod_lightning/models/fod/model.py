@@ -207,7 +207,7 @@ class FOD(AnomalyNet):
         self.memory_weight = float(memory_weight)
         self.memory = None
         if self.memory_weight > 0:
-            self.memory = PatchMemory(len(self.stages), memory_ratio, memory_max_patches)
+            self.memory = PatchMemory(len(self.stages), memory_ratio, self.config["memory_max_patches"])
         self.retrieval = None  # the authors' one mean reference
         if reference_mode != "mean":
             self.retrieval = ReferenceMemory(len(self.stages), reference_mode, reference_neighbours, reference_clusters)
