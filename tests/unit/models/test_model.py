@@ -265,6 +265,19 @@ def test_a_bounded_memory_keeps_the_coreset_of_its_bound_and_leaves_smaller_sets
         PatchMemory(2, 0.001).kept(99)
 
 
+def test_a_memory_loaded_beyond_its_bound_is_used_as_it_is_with_a_warning(caplog):
+    unbounded = PatchMemory(1)
+    unbounded.set([torch.randn(2, 3, 4, 4)])  # 32 patches
+    bounded = PatchMemory(1, max_patches=10)
+    with caplog.at_level("WARNING"):
+        bounded.load_state_dict(unbounded.state_dict())
+    torch.testing.assert_close(bounded.stage0, unbounded.stage0)
+    assert "holds 32 patches per stage, more than model.net.memory_max_patches=10" in caplog.text
+    caplog.clear()
+    PatchMemory(1, max_patches=40).load_state_dict(unbounded.state_dict())
+    assert "memory_max_patches" not in caplog.text  # within its bound: nothing to say
+
+
 def test_the_bounded_memory_logs_its_coreset_progress(caplog):
     memory = PatchMemory(1, max_patches=10)
     with caplog.at_level("INFO"):

@@ -1,9 +1,13 @@
 """A memory of the normal training patches per stage, and each test patch's distance to its nearest one."""
 
+import logging
+
 import torch
 
 from fod_lightning.models.base import FittedBuffers
 from fod_lightning.models.memory_bank import coreset_size, logged_coreset, nearest_neighbours
+
+log = logging.getLogger(__name__)
 
 
 class PatchMemory(FittedBuffers):
@@ -37,6 +41,14 @@ class PatchMemory(FittedBuffers):
                 what = f"FOD memory: stage {i} coreset (greedy k-center selections)"
                 patches = patches[logged_coreset(what, patches, k, 0.9, generator)]
             setattr(self, f"stage{i}", patches.contiguous().to(getattr(self, f"stage{i}").device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        sizes = [getattr(self, f"stage{i}").shape[0] for i in range(self.n_stages) if getattr(self, f"stage{i}").ndim]
+        if self.max_patches is not None and sizes and max(sizes) > self.max_patches:
+            log.warning("the patch memory loaded holds %s patches per stage, more than model.net.memory_max_patches=%d "
+                        "(fitted without that bound): it is used as it is; fit afresh to bound it",
+                        " / ".join(map(str, sizes)), self.max_patches)  # fmt: skip
 
     def kept(self, n: int) -> int:
         """How many of a stage's ``n`` training patches the memory keeps: the ``ratio``'s, at most ``max_patches``."""
