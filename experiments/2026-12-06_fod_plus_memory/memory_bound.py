@@ -40,7 +40,7 @@ def main() -> None:
     model = load(run / args.category / "checkpoints" / "last.ckpt")
     full = model.net.memory
     assert full.ratio == 1.0 and full.max_patches is None and full.is_set, "fit the run with every patch kept"
-    banks = [getattr(full, f"stage{i}") for i in range(full.n_stages)]
+    banks = full.banks
     rows = []
     for bound in (None if b == "none" else int(b) for b in args.bounds.split(",")):
         memory = PatchMemory(full.n_stages, 1.0, bound)
@@ -54,8 +54,8 @@ def main() -> None:
         metrics = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
         seconds = time.perf_counter() - start
         images = len(datamodule.split("val"))
-        row = {"max_patches": bound, "patches": [int(getattr(memory, f"stage{i}").shape[0]) for i in range(full.n_stages)],
-               "bank_mib": sum(getattr(memory, f"stage{i}").numel() * 4 for i in range(full.n_stages)) / MIB,
+        row = {"max_patches": bound, "patches": [len(bank) for bank in memory.banks],
+               "bank_mib": sum(bank.numel() * 4 for bank in memory.banks) / MIB,
                "coreset_s": coreset_s, "validation_s_per_image": seconds / images, "val_images": images,
                **{k: float(v) for k, v in metrics.items() if k.startswith("val/") and not k.endswith("_best")}}
         rows.append(row)

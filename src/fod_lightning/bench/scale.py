@@ -117,7 +117,7 @@ def fod(args, name: str, train, calibration, test, device, phases: Phases) -> tu
     net.reference.set([m.double().mean(0) for m in maps])
     if net.memory is not None:
         phases.run(name, "memory", lambda: net.memory.set(maps))
-        banks = [getattr(net.memory, f"stage{i}") for i in range(net.memory.n_stages)]
+        banks = net.memory.banks
         phases.rows[-1] |= {"bank_mib": sum(b.numel() * b.element_size() for b in banks) / MIB,
                             "note": "bank " + " + ".join(f"{b.shape[0]} x {b.shape[1]}" for b in banks)}  # fmt: skip
     params = [p for p in net.parameters() if p.requires_grad]

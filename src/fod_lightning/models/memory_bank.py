@@ -268,30 +268,25 @@ class _Reporter:
 
 
 def coreset_size(n: int, ratio: float, key: str = "model.net.coreset_ratio") -> int:
-    """How many of ``n`` patches a coreset ``ratio`` keeps; a ratio that keeps none is refused, naming ``key``."""
+    """How many of ``n`` patches a coreset ``ratio`` keeps (the ``k`` of :func:`coreset`); a ratio that keeps none is
+    refused, naming ``key``."""
     k = int(n * ratio)
     if k < 1:
         raise ValueError(f"a coreset ratio of {ratio} keeps no patch of {n}: raise {key}")
     return k
 
 
-def coreset(embeddings: torch.Tensor, ratio: float, eps: float, generator: torch.Generator, method: str = "fast",
-            progress: Progress | None = None) -> torch.Tensor:  # fmt: skip
-    """Indices of the ``ratio`` coreset of ``embeddings`` (n, d): see :func:`coreset_of_size`."""
-    return coreset_of_size(embeddings, coreset_size(len(embeddings), ratio), eps, generator, method, progress)
-
-
 def logged_coreset(what: str, embeddings: torch.Tensor, k: int, eps: float, generator: torch.Generator,
                    method: str = "fast") -> torch.Tensor:  # fmt: skip
-    """:func:`coreset_of_size`, its progress logged with an estimate (``what``: the phase, named in the lines)."""
+    """:func:`coreset`, its progress logged with an estimate (``what``: the phase, named in the lines)."""
     progress = ProgressLog(what, k)
-    keep = coreset_of_size(embeddings, k, eps, generator, method, progress=progress.step_to)
+    keep = coreset(embeddings, k, eps, generator, method, progress=progress.step_to)
     progress.finish()
     return keep
 
 
-def coreset_of_size(embeddings: torch.Tensor, k: int, eps: float, generator: torch.Generator, method: str = "fast",
-                    progress: Progress | None = None) -> torch.Tensor:  # fmt: skip
+def coreset(embeddings: torch.Tensor, k: int, eps: float, generator: torch.Generator, method: str = "fast",
+            progress: Progress | None = None) -> torch.Tensor:  # fmt: skip
     """Indices of the ``k``-patch coreset of ``embeddings`` (n, d): greedy k-center on a sparse random projection to
     the Johnson-Lindenstrauss dimension of ``eps`` (on the embeddings themselves when that is not fewer than d).
     ``method`` and ``progress``: those of :func:`k_center_greedy` (both methods choose the same rows)."""

@@ -5,7 +5,7 @@ import torch
 
 from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.memory_bank import coreset, johnson_lindenstrauss_dim, sparse_random_projection
+from fod_lightning.models.memory_bank import coreset, coreset_size, johnson_lindenstrauss_dim, sparse_random_projection
 from fod_lightning.models.padim import PaDiM
 from fod_lightning.models.patchcore import PatchCore
 
@@ -60,11 +60,11 @@ def test_padim_takes_the_papers_channel_count_or_at_most_100(lite0):
 def test_coreset_keeps_the_ratio_of_distinct_patches_and_projects_when_it_reduces():
     generator = torch.Generator().manual_seed(0)
     embeddings = torch.randn(500, 8, generator=generator)
-    keep = coreset(embeddings, 0.1, 0.9, torch.Generator().manual_seed(1))
+    keep = coreset(embeddings, coreset_size(500, 0.1), 0.9, torch.Generator().manual_seed(1))
     assert len(keep) == 50 and len(set(keep.tolist())) == 50
-    assert keep.tolist() == coreset(embeddings, 0.1, 0.9, torch.Generator().manual_seed(1)).tolist()  # seeded
+    assert keep.tolist() == coreset(embeddings, 50, 0.9, torch.Generator().manual_seed(1)).tolist()  # seeded
     assert johnson_lindenstrauss_dim(500, 0.9) > 8  # too few features to reduce: selected on the features
     projection = sparse_random_projection(10000, 300, torch.Generator().manual_seed(0))
     assert projection.shape == (10000, 300) and 0.005 < (projection != 0).float().mean() < 0.015  # density 1/100
     with pytest.raises(ValueError, match="keeps no patch"):
-        coreset(embeddings, 0.001, 0.9, generator)
+        coreset_size(500, 0.001)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import fod_lightning.models.memory_bank as memory_bank
 from fod_lightning.errors import ConfigError
 from fod_lightning.models.backbone import FeatureExtractor
-from fod_lightning.models.memory_bank import coreset, fast_applies, k_center_greedy, k_center_greedy_fast
+from fod_lightning.models.memory_bank import coreset, coreset_size, fast_applies, k_center_greedy, k_center_greedy_fast
 from fod_lightning.models.patchcore import PatchCore
 
 
@@ -66,8 +66,9 @@ def test_fast_chooses_the_exact_rows_on_patchcore_features():
     patches = embedded.permute(0, 2, 3, 1).reshape(-1, embedded.shape[1]).contiguous()  # (1536, 152)
     for dtype in (torch.float32, torch.float64):
         features = patches.to(dtype)
-        exact = coreset(features, 0.2, 0.9, torch.Generator().manual_seed(0), method="exact")
-        fast = coreset(features, 0.2, 0.9, torch.Generator().manual_seed(0), method="fast")
+        k = coreset_size(len(features), 0.2)
+        exact = coreset(features, k, 0.9, torch.Generator().manual_seed(0), method="exact")
+        fast = coreset(features, k, 0.9, torch.Generator().manual_seed(0), method="fast")
         assert torch.equal(exact, fast) and fast.numel() == 307
 
 

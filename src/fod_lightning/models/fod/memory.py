@@ -28,8 +28,13 @@ class PatchMemory(FittedBuffers):
             self.register_buffer(f"stage{i}", torch.empty(0))
 
     @property
+    def banks(self) -> list[torch.Tensor]:
+        """The stages' patches, each (M, C) (empty before :meth:`set`)."""
+        return [getattr(self, f"stage{i}") for i in range(self.n_stages)]
+
+    @property
     def is_set(self) -> bool:
-        return all(getattr(self, f"stage{i}").numel() > 0 for i in range(self.n_stages))
+        return all(bank.numel() > 0 for bank in self.banks)
 
     def set(self, maps: list[torch.Tensor], seed: int = 0) -> None:
         """maps: per stage the pooled maps (N, C, h, w) of the training images."""
@@ -44,8 +49,8 @@ class PatchMemory(FittedBuffers):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        sizes = [getattr(self, f"stage{i}").shape[0] for i in range(self.n_stages) if getattr(self, f"stage{i}").ndim]
-        if self.max_patches is not None and sizes and max(sizes) > self.max_patches:
+        sizes = [len(bank) for bank in self.banks]
+        if self.max_patches is not None and max(sizes, default=0) > self.max_patches:
             log.warning("the patch memory loaded holds %s patches per stage, more than model.net.memory_max_patches=%d "
                         "(fitted without that bound): it is used as it is; fit afresh to bound it",
                         " / ".join(map(str, sizes)), self.max_patches)  # fmt: skip
