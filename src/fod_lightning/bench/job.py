@@ -24,6 +24,7 @@ import torch
 
 from fod_lightning.bench import baseline
 from fod_lightning.bench.measure import seconds_per_call, set_mmap_threshold
+from fod_lightning.utils.resources import peak_rss_bytes
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
 
@@ -66,21 +67,12 @@ def run_job(overrides: list[str], folder: Path) -> tuple[float, int, dict]:
     start = time.perf_counter()
     child, peak = subprocess.Popen(command, stdout=subprocess.DEVNULL), 0
     while child.poll() is None:
-        peak = max(peak, high_water_mark(child.pid))
+        peak = max(peak, peak_rss_bytes(child.pid) or 0)
         time.sleep(0.2)
     seconds = time.perf_counter() - start
     if child.returncode:
         raise subprocess.CalledProcessError(child.returncode, command)
     return seconds, peak, json.loads((folder / "results.json").read_text())
-
-
-def high_water_mark(pid: int) -> int:
-    """VmHWM of a process (its peak RSS so far), in bytes; 0 if unreadable."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), 0)
-    except OSError:
-        return 0
 
 
 def metric_differences(results: dict, reference: dict) -> dict[str, float]:

@@ -7,13 +7,14 @@ from pathlib import Path
 import torch
 
 MIB = 2**20
-STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def peak_rss_bytes() -> int | None:
-    """The process's peak resident set since it started or since :func:`reset_peak_rss` (Linux VmHWM)."""
+def peak_rss_bytes(pid: int | str = "self") -> int | None:
+    """A process's peak resident set (this one's by default) since it started or since :func:`reset_peak_rss` (Linux
+    VmHWM); None where unreadable."""
     try:
-        for line in STATUS.read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except OSError:
