@@ -11,7 +11,6 @@ import copy
 import datetime
 import gc
 import itertools
-import json
 import platform
 import statistics
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from fod_lightning.bench import baseline
-from fod_lightning.bench.measure import PeakMemory, seconds_per_call, set_mmap_threshold
+from fod_lightning.bench.measure import PeakMemory, seconds_per_call, set_mmap_threshold, write_record
 from fod_lightning.data.textures import TEXTURE_CATEGORIES, TexturesDataModule
 from fod_lightning.models.backbone import FeatureExtractor
 from fod_lightning.models.fod.losses import phase_objectives, stage_losses
@@ -339,10 +338,7 @@ def main(argv=None) -> dict:
     record["ratios"] = ratios(record["rows"])
     for key, value in record["ratios"].items():
         print(f"  {key}: {value:.2f}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1))
-        print(f"record: {args.out}")
+    write_record(record, args.out)
     return record
 
 

@@ -11,15 +11,13 @@ element-wise and memory operations, each against the share of the floor it holds
 
 import argparse
 import datetime
-import json
 import statistics
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from fod_lightning.bench.measure import seconds_per_call
+from fod_lightning.bench.measure import seconds_per_call, write_record
 
 MATMUL = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::convolution", "aten::mkldnn_convolution",
           "aten::_scaled_dot_product_flash_attention_for_cpu",
@@ -95,8 +93,5 @@ def main(argv=None) -> dict:
           f"floor {flops / rate:.3f} s, the step {seconds / (flops / rate):.2f}x the floor", flush=True)  # fmt: skip
     for name, value in record["seconds_by_kind"].items():
         print(f"  {name:<16} {value:.3f} s", flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1))
-        print(f"record: {args.out}")
+    write_record(record, args.out)
     return record

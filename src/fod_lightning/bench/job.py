@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fod_lightning.bench import baseline
-from fod_lightning.bench.measure import seconds_per_call, set_mmap_threshold
+from fod_lightning.bench.measure import seconds_per_call, set_mmap_threshold, write_record
 from fod_lightning.utils.resources import peak_rss_bytes
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max")
@@ -116,8 +116,5 @@ def main(argv=None) -> dict:
           flush=True)  # fmt: skip
     if "largest_metric_difference" in record:
         print("largest metric difference from the reference:", record["largest_metric_difference"], flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1))
-        print(f"record: {args.out}")
+    write_record(record, args.out)
     return record

@@ -1,10 +1,12 @@
 """Timing and peak-memory measurement for the benchmark (CPU RSS or the CUDA allocator's peak)."""
 
 import ctypes
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -86,3 +88,11 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device, repeats: in
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / repeats
+
+
+def write_record(record: dict, out: str | None) -> None:
+    """A bench's JSON record to ``out`` (its folder made; nothing without ``out``), named on the terminal."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1, default=float))
+        print(f"record: {out}")

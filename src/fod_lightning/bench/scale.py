@@ -21,14 +21,13 @@ alone, with the peak RSS (the CUDA allocator's peak on a GPU):
 import argparse
 import datetime
 import gc
-import json
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from fod_lightning.bench.measure import PeakMemory
+from fod_lightning.bench.measure import PeakMemory, write_record
 from fod_lightning.data.textures import TexturesDataModule
 from fod_lightning.metrics.collection import AnomalyMetrics
 from fod_lightning.models.backbone import FeatureExtractor
@@ -267,9 +266,7 @@ def main(argv=None) -> dict:
         anomalib_coreset(args, train, device, phases)
         anomalib_padim(args, train, test, device, phases)
     record = {"date": datetime.date.today().isoformat(), "args": vars(args), "rows": phases.rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1, default=float))
+    write_record(record, args.out)
     return record
 
 
